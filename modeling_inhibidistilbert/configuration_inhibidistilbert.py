@@ -1,0 +1,148 @@
+# Copyright 2026 The InhibiDistilBERT authors. Licensed under the Apache License, Version 2.0.
+"""InhibiDistilBERT configuration: DistilBERT's fields plus the inhibitor attention settings.
+
+This file ships to the Hub next to the weights; it imports only transformers' public API.
+"""
+
+from transformers import PretrainedConfig
+
+_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_fast", "gelu_python", "silu", "swish", "tanh", "quick_gelu")
+INHIBITOR_IMPLEMENTATIONS = ("auto", "cdist", "fused")
+
+# Every Auto class the architecture registers with; written into config.json so that
+# `AutoModelFor*.from_pretrained(folder, trust_remote_code=True)` works for every head.
+AUTO_MAP = {
+    "AutoConfig": "configuration_inhibidistilbert.InhibiDistilBertConfig",
+    "AutoModel": "modeling_inhibidistilbert.InhibiDistilBertModel",
+    "AutoModelForMaskedLM": "modeling_inhibidistilbert.InhibiDistilBertForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_inhibidistilbert.InhibiDistilBertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_inhibidistilbert.InhibiDistilBertForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_inhibidistilbert.InhibiDistilBertForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_inhibidistilbert.InhibiDistilBertForMultipleChoice",
+}
+
+
+class InhibiDistilBertConfig(PretrainedConfig):
+    r"""Configuration of an InhibiDistilBERT model: DistilBERT with inhibitor attention.
+
+    The DistilBERT fields keep DistilBERT's names and defaults, so a DistilBERT `config.json` converts one to one.
+
+    Args:
+        vocab_size (`int`, defaults to 30522): size of the vocabulary.
+        max_position_embeddings (`int`, defaults to 512): longest sequence the position embeddings cover.
+        sinusoidal_pos_embds (`bool`, defaults to `False`): fixed sinusoidal position embeddings.
+        n_layers (`int`, defaults to 6): number of transformer blocks.
+        n_heads (`int`, defaults to 12): attention heads per block; must divide `dim`.
+        dim (`int`, defaults to 768): hidden size.
+        hidden_dim (`int`, defaults to 3072): inner size of the feed-forward network.
+        dropout (`float`, defaults to 0.1): dropout on embeddings, FFN and token-classification head.
+        attention_dropout (`float`, defaults to 0.1): dropout on the attention output of each head (the inhibitor
+            has no probability matrix to drop from).
+        activation (`str`, defaults to `"gelu"`): FFN activation.
+        initializer_range (`float`, defaults to 0.02): std of the normal initialiser.
+        qa_dropout (`float`, defaults to 0.1): dropout of the question-answering head.
+        seq_classif_dropout (`float`, defaults to 0.2): dropout of the sequence-classification and multiple-choice heads.
+        pad_token_id (`int`, defaults to 0): id of the padding token.
+        tie_word_embeddings (`bool`, defaults to `True`): tie the MLM projector to the word embeddings.
+        inhibitor_signed (`bool`, defaults to `True`): the signed InhibiDistilbert inhibition
+            `relu(V - Zbar) + min(0, V + Zbar)`; `False` gives the unsigned 2023 form `relu(V - Zbar)`.
+        center_scores (`bool`, defaults to `True`): subtract the mean score over the (real) keys before the shift.
+        score_scale_init (`float`, defaults to 1.0): initial gamma, the per-head scale of the Manhattan scores.
+        shift_init (`float`, defaults to 0.0): initial delta, the per-head shift subtracted from the centred scores.
+        output_scale_init (`float`, defaults to 0.05): initial eta, the per-head scale of the summed outputs.
+        train_inhibitor_scalars (`bool`, defaults to `True`): whether gamma, delta and eta are trained.
+        inhibitor_implementation (`str`, defaults to `"auto"`): `"cdist"` (pure PyTorch, memory-lean), `"fused"`
+            (the optional compiled kernel; an error if it is not installed) or `"auto"` (fused where it is
+            installed and helps, cdist otherwise).
+    """
+
+    model_type = "inhibidistilbert"
+    attribute_map = {
+        "hidden_size": "dim",
+        "num_attention_heads": "n_heads",
+        "num_hidden_layers": "n_layers",
+    }
+
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        max_position_embeddings: int = 512,
+        sinusoidal_pos_embds: bool = False,
+        n_layers: int = 6,
+        n_heads: int = 12,
+        dim: int = 768,
+        hidden_dim: int = 4 * 768,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation: str = "gelu",
+        initializer_range: float = 0.02,
+        qa_dropout: float = 0.1,
+        seq_classif_dropout: float = 0.2,
+        pad_token_id: int = 0,
+        tie_word_embeddings: bool = True,
+        inhibitor_signed: bool = True,
+        center_scores: bool = True,
+        score_scale_init: float = 1.0,
+        shift_init: float = 0.0,
+        output_scale_init: float = 0.05,
+        train_inhibitor_scalars: bool = True,
+        inhibitor_implementation: str = "auto",
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.max_position_embeddings = max_position_embeddings
+        self.sinusoidal_pos_embds = sinusoidal_pos_embds
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.dim = dim
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.initializer_range = initializer_range
+        self.qa_dropout = qa_dropout
+        self.seq_classif_dropout = seq_classif_dropout
+        self.inhibitor_signed = inhibitor_signed
+        self.center_scores = center_scores
+        self.score_scale_init = score_scale_init
+        self.shift_init = shift_init
+        self.output_scale_init = output_scale_init
+        self.train_inhibitor_scalars = train_inhibitor_scalars
+        self.inhibitor_implementation = inhibitor_implementation
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self._validate_inhibitor_config()
+
+    def _validate_inhibitor_config(self) -> None:
+        for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"InhibiDistilBertConfig.{name} must be a positive integer, got {value!r}.")
+        if self.dim % self.n_heads != 0:
+            raise ValueError(
+                f"InhibiDistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads}): "
+                f"choose n_heads among the divisors of dim, e.g. {self.dim // max(1, self.dim // self.n_heads)}."
+            )
+        for name in ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"InhibiDistilBertConfig.{name} must lie in [0, 1), got {value!r}.")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"InhibiDistilBertConfig.activation={self.activation!r} is unknown; use one of {', '.join(_ACTIVATIONS)}."
+            )
+        for name in ("score_scale_init", "output_scale_init"):
+            value = getattr(self, name)
+            if not float(value) >= 0.0:
+                raise ValueError(
+                    f"InhibiDistilBertConfig.{name} must be non-negative (a scale), got {value!r}; "
+                    "flip the sign of the data, not of the scale."
+                )
+        if self.inhibitor_implementation not in INHIBITOR_IMPLEMENTATIONS:
+            raise ValueError(
+                f"InhibiDistilBertConfig.inhibitor_implementation={self.inhibitor_implementation!r} is unknown; "
+                f"use one of {', '.join(INHIBITOR_IMPLEMENTATIONS)}."
+            )
+
+
+__all__ = ["InhibiDistilBertConfig"]

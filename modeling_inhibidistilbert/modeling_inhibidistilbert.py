@@ -1,0 +1,656 @@
+# Copyright 2026 The InhibiDistilBERT authors. Licensed under the Apache License, Version 2.0.
+"""InhibiDistilBERT: DistilBERT with inhibitor attention (Manhattan-distance scores, ReLU inhibition).
+
+References: Brännvall 2023, "The Inhibitor: ReLU and Addition-Based Attention for Efficient Transformers"
+(arXiv 2310.02041); Zhang and Brännvall 2025, "InhibiDistilbert" (arXiv 2503.15983).
+
+This file ships to the Hub next to the weights. It imports torch, the public transformers API and its sibling
+configuration file only; an optional compiled kernel is used when it is installed and never required.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers.activations import get_activation
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from .configuration_inhibidistilbert import InhibiDistilBertConfig
+
+try:  # optional fused CPU kernel (`pip install inhibidistilbert`); remote-code loading never needs it
+    from inhibidistilbert_kernels import fused_inhibitor_attention
+except ImportError:
+    fused_inhibitor_attention = None
+
+
+# ATTENTION MASKS #
+
+
+def attention_mask_to_allowed(
+    attention_mask: torch.Tensor | None, batch_size: int, seq_len: int
+) -> torch.Tensor | None:
+    """Normalise any attention mask transformers passes to a boolean `allowed` tensor (True = key may be attended).
+
+    Accepts `[B, N]` padding masks (0/1 integers, booleans), `[B, N]` or `[B, 1|H, N, N]` additive float masks
+    (0 where allowed, a large negative number where masked) and `[B, N, N]` / `[B, 1|H, N, N]` boolean masks.
+    Returns `[B, 1, 1, N]` for padding masks, `[B, 1|H, N, N]` for full masks, or `None` when nothing is masked.
+    """
+    if attention_mask is None:
+        return None
+    mask = attention_mask
+    if mask.dtype.is_floating_point:
+        # Additive masks hold 0 and large negatives; multiplicative masks hold 0 and 1.
+        mask = mask > torch.finfo(mask.dtype).min / 2 if bool((mask < 0).any()) else mask > 0.5
+    else:
+        mask = mask.bool()
+    if mask.dim() == 2:
+        mask = mask[:, None, None, :]
+    elif mask.dim() == 3:
+        mask = mask[:, None, :, :]
+    elif mask.dim() != 4:
+        raise ValueError(f"attention_mask must have 2, 3 or 4 dimensions, got shape {tuple(attention_mask.shape)}.")
+    if mask.shape[0] not in (1, batch_size) or mask.shape[-1] != seq_len:
+        raise ValueError(
+            f"attention_mask of shape {tuple(attention_mask.shape)} does not fit inputs of batch {batch_size} and "
+            f"length {seq_len}; pass the tokenizer's `attention_mask` of shape [batch, length]."
+        )
+    if mask.dim() == 4 and mask.shape[-2] > 1 and bool((mask == mask[..., :1, :]).all()):
+        mask = mask[..., :1, :]  # a full mask whose rows are all equal is a padding mask
+    if bool(mask.all()):
+        return None
+    return mask
+
+
+# INHIBITOR ATTENTION #
+
+
+def inhibitor_scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    score_scale: torch.Tensor,
+    shift: torch.Tensor,
+    allowed: torch.Tensor | None = None,
+    center: bool = True,
+) -> torch.Tensor:
+    """Inhibition scores `Zbar = relu(Z - mean_j Z - delta)` with `Z_ij = gamma / sqrt(d) * sum_k |Q_ik - K_jk|`.
+
+    `query`, `key`: `[B, H, N, d]`; `score_scale` (gamma), `shift` (delta): `[H]`; `allowed`: boolean, broadcastable
+    to `[B, H, N, N]`. The mean runs over allowed keys only. Returns `[B, H, N, N]`; larger means *less* attention.
+    """
+    head_dim = query.shape[-1]
+    scores = torch.cdist(query, key, p=1) * (score_scale / math.sqrt(head_dim))[:, None, None]
+    if center:
+        if allowed is None:
+            scores = scores - scores.mean(dim=-1, keepdim=True)
+        else:
+            n_keys = allowed.sum(dim=-1, keepdim=True).clamp(min=1)
+            scores = scores - (scores * allowed).sum(dim=-1, keepdim=True) / n_keys
+    return torch.relu(scores - shift[:, None, None])
+
+
+def inhibitor_attention_cdist(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    score_scale: torch.Tensor,
+    shift: torch.Tensor,
+    output_scale: torch.Tensor,
+    allowed: torch.Tensor | None = None,
+    signed: bool = True,
+    center: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inhibitor attention without any `[N, N, d]` tensor. Inputs `[B, H, N, d]`, returns (`[B, H, N, d]`, `Zbar`).
+
+    With relu(x) = (x + |x|) / 2 and min(0, y) = (y - |y|) / 2, the sums over keys become L1 distances:
+      unsigned: sum_j relu(V_jl - Zbar_ij) = 0.5 * (sum_j V_jl - sum_j Zbar_ij + sum_j |Zbar_ij - V_jl|)
+      signed:   sum_j [relu(V - Zbar) + min(0, V + Zbar)] = 0.5 * (sum_j V_jl + sum_j |Zbar_ij - V+_jl| - sum_j |Zbar_ij - V-_jl|)
+    where V+ = relu(V), V- = relu(-V), and sum_j |A_ij - B_jl| is `torch.cdist(A, B^T, p=1)`.
+    A masked pair (i, j) gets Zbar_ij = C >= max|V| + 1, which makes each of its terms cancel exactly to zero.
+    """
+    scores = inhibitor_scores(query, key, score_scale, shift, allowed, center)
+    zbar = scores
+    if allowed is not None:
+        big = value.detach().abs().amax(dim=(-2, -1), keepdim=True) + 1.0
+        zbar = torch.where(allowed, scores, big)
+    value_sum = value.sum(dim=-2, keepdim=True)
+    if signed:
+        head_dim = value.shape[-1]
+        split = torch.cat([torch.relu(value), torch.relu(-value)], dim=-1)  # one cdist for both halves
+        dist = torch.cdist(zbar, split.transpose(-1, -2), p=1)
+        out = 0.5 * (value_sum + dist[..., :head_dim] - dist[..., head_dim:])
+    else:
+        dist = torch.cdist(zbar, value.transpose(-1, -2), p=1)
+        out = 0.5 * (value_sum - zbar.sum(dim=-1, keepdim=True) + dist)
+    out = out * output_scale[:, None, None]
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, 0.0)
+    return out, scores
+
+
+def inhibitor_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor | None,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Dispatch to the fused kernel or the cdist form; computes in float32 at least and returns the input dtype."""
+    config = module.config
+    dtype = query.dtype
+    compute_dtype = torch.promote_types(dtype, torch.float32)
+    q, k, v = (t.to(compute_dtype) for t in (query, key, value))
+    params = (
+        module.score_scale.to(compute_dtype),
+        module.shift.to(compute_dtype),
+        module.output_scale.to(compute_dtype),
+    )
+    if use_fused_kernel(config, q, allowed, output_attentions):
+        key_mask = None if allowed is None else allowed[:, 0, 0, :]
+        out = fused_inhibitor_attention(q, k, v, *params, key_mask, config.inhibitor_signed, config.center_scores)
+        scores = None
+    else:
+        out, scores = inhibitor_attention_cdist(
+            q, k, v, *params, allowed=allowed, signed=config.inhibitor_signed, center=config.center_scores
+        )
+    return out.to(dtype), (scores.to(dtype) if output_attentions else None)
+
+
+def use_fused_kernel(config, query: torch.Tensor, allowed: torch.Tensor | None, output_attentions: bool) -> bool:
+    """Whether the fused kernel runs: installed, asked for or `auto`, and the call is one it covers."""
+    choice = getattr(config, "inhibitor_implementation", "auto")
+    covered = (
+        fused_inhibitor_attention is not None
+        and not output_attentions
+        and query.device.type == "cpu"
+        and (allowed is None or allowed.shape[-2] == 1)  # key-padding masks only
+    )
+    if choice == "fused" and not covered:
+        reason = "it is not installed" if fused_inhibitor_attention is None else "this call needs the cdist form"
+        raise RuntimeError(
+            f"inhibitor_implementation='fused' was requested but {reason} (the kernel covers CPU tensors, padding "
+            "masks and output_attentions=False); set config.inhibitor_implementation='auto' or 'cdist'."
+        )
+    return covered and choice in ("auto", "fused")
+
+
+class InhibitorAttention(nn.Module):
+    """Multi-head inhibitor self-attention with DistilBERT's projection names and per-head scalars gamma, delta, eta."""
+
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__()
+        self.config = config
+        self.n_heads = config.n_heads
+        self.head_dim = config.dim // config.n_heads
+        self.q_lin = nn.Linear(config.dim, config.dim)
+        self.k_lin = nn.Linear(config.dim, config.dim)
+        self.v_lin = nn.Linear(config.dim, config.dim)
+        self.out_lin = nn.Linear(config.dim, config.dim)
+        trainable = config.train_inhibitor_scalars
+        self.score_scale = nn.Parameter(torch.full((config.n_heads,), float(config.score_scale_init)), trainable)
+        self.shift = nn.Parameter(torch.full((config.n_heads,), float(config.shift_init)), trainable)
+        self.output_scale = nn.Parameter(torch.full((config.n_heads,), float(config.output_scale_init)), trainable)
+        self.dropout = nn.Dropout(p=config.attention_dropout)
+
+    def forward(
+        self, hidden_states: torch.Tensor, allowed: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, seq_len, _ = hidden_states.shape
+        shape = (batch, seq_len, self.n_heads, self.head_dim)
+        query = self.q_lin(hidden_states).view(shape).transpose(1, 2)
+        key = self.k_lin(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_lin(hidden_states).view(shape).transpose(1, 2)
+        out, scores = inhibitor_attention_forward(self, query, key, value, allowed, output_attentions)
+        out = self.dropout(out).transpose(1, 2).reshape(batch, seq_len, -1)
+        return self.out_lin(out), scores
+
+
+# BUILDING BLOCKS (as in DistilBERT) #
+
+
+def sinusoidal_embeddings(n_pos: int, dim: int) -> torch.Tensor:
+    position = torch.arange(n_pos, dtype=torch.float64)[:, None]
+    freq = torch.pow(10000.0, -2 * (torch.arange(dim) // 2).double() / dim)[None, :]
+    angles = position * freq
+    out = torch.empty(n_pos, dim, dtype=torch.float64)
+    out[:, 0::2] = torch.sin(angles[:, 0::2])
+    out[:, 1::2] = torch.cos(angles[:, 1::2])
+    return out.float()
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.dim)
+        self.LayerNorm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids=None, inputs_embeds=None, position_ids=None) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        seq_len = inputs_embeds.size(1)
+        if seq_len > self.position_embeddings.num_embeddings:
+            raise ValueError(
+                f"Sequence length {seq_len} exceeds max_position_embeddings={self.position_embeddings.num_embeddings}; "
+                "truncate the inputs (tokenizer(..., truncation=True))."
+            )
+        if position_ids is None:
+            position_ids = torch.arange(seq_len, device=inputs_embeds.device)[None]
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class FFN(nn.Module):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__()
+        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
+        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
+        self.activation = get_activation(config.activation)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.lin2(self.activation(self.lin1(x))))
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__()
+        self.attention = InhibitorAttention(config)
+        self.sa_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.ffn = FFN(config)
+        self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+
+    def forward(self, hidden_states, allowed=None, output_attentions=False):
+        attention_output, scores = self.attention(hidden_states, allowed, output_attentions)
+        attention_output = self.sa_layer_norm(attention_output + hidden_states)
+        output = self.output_layer_norm(self.ffn(attention_output) + attention_output)
+        return output, scores
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__()
+        self.n_layers = config.n_layers
+        self.layer = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
+        self.gradient_checkpointing = False
+
+    def forward(self, hidden_states, allowed=None, output_attentions=False, output_hidden_states=False):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layer:
+            hidden_states, scores = layer(hidden_states, allowed, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (scores,)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+# PRETRAINED BASE AND HEADS #
+
+
+class InhibiDistilBertPreTrainedModel(PreTrainedModel):
+    """Base class: weight initialisation, loading and saving.
+
+    Only the inhibitor attention is implemented; asking for `sdpa`, `flash_attention_*` or `flex_attention` is
+    an error, because those kernels compute softmax attention, not inhibition.
+    """
+
+    config_class = InhibiDistilBertConfig
+    base_model_prefix = "distilbert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = False
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = False
+    _no_split_modules = ["TransformerBlock"]
+
+    def __init__(self, config: InhibiDistilBertConfig, *inputs, **kwargs):
+        requested = getattr(config, "_attn_implementation", None)
+        if requested not in (None, "eager"):
+            raise ValueError(
+                f"attn_implementation={requested!r} is not supported by InhibiDistilBERT: sdpa, flash and flex kernels "
+                "compute softmax attention, not inhibition. Leave attn_implementation unset (or 'eager'); choose the "
+                "inhibitor kernel with config.inhibitor_implementation ('auto', 'cdist' or 'fused')."
+            )
+        super().__init__(config, *inputs, **kwargs)
+
+    def _init_weights(self, module: nn.Module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, InhibitorAttention):
+            nn.init.constant_(module.score_scale, self.config.score_scale_init)
+            nn.init.constant_(module.shift, self.config.shift_init)
+            nn.init.constant_(module.output_scale, self.config.output_scale_init)
+        if isinstance(module, Embeddings) and self.config.sinusoidal_pos_embds:
+            weight = module.position_embeddings.weight
+            if not getattr(weight, "_is_hf_initialized", False):
+                with torch.no_grad():
+                    weight.copy_(sinusoidal_embeddings(*weight.shape))
+            weight.requires_grad = False
+
+    def _return(self, output, return_dict):
+        if return_dict is None:
+            return_dict = getattr(self.config, "return_dict", True)
+        return output if return_dict else output.to_tuple()
+
+
+class InhibiDistilBertModel(InhibiDistilBertPreTrainedModel):
+    """The bare InhibiDistilBERT encoder.
+
+    `output_attentions=True` returns, per layer, the inhibition scores `Zbar` of shape `[batch, heads, N, N]`. These
+    are *not* probabilities: they are non-negative shifted distances, and a larger value means the key inhibits
+    (shrinks) its value more, i.e. *less* attention. Entries at masked keys are 0 and carry no meaning.
+    """
+
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__(config)
+        self.embeddings = Embeddings(config)
+        self.transformer = Transformer(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, new_embeddings: nn.Embedding):
+        self.embeddings.word_embeddings = new_embeddings
+
+    def get_position_embeddings(self) -> nn.Embedding:
+        return self.embeddings.position_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if output_attentions is None:
+            output_attentions = getattr(self.config, "output_attentions", False)
+        if output_hidden_states is None:
+            output_hidden_states = getattr(self.config, "output_hidden_states", False)
+        embeddings = self.embeddings(input_ids, inputs_embeds, position_ids)
+        allowed = attention_mask_to_allowed(attention_mask, *embeddings.shape[:2])
+        output = self.transformer(embeddings, allowed, output_attentions, output_hidden_states)
+        return self._return(output, return_dict)
+
+
+class InhibiDistilBertForMaskedLM(InhibiDistilBertPreTrainedModel):
+    _tied_weights_keys = {"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__(config)
+        self.activation = get_activation(config.activation)
+        self.distilbert = InhibiDistilBertModel(config)
+        self.vocab_transform = nn.Linear(config.dim, config.dim)
+        self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.vocab_projector
+
+    def set_output_embeddings(self, new_embeddings: nn.Module):
+        self.vocab_projector = new_embeddings
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        outputs = self.distilbert(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+        )
+        hidden = self.vocab_layer_norm(self.activation(self.vocab_transform(outputs.last_hidden_state)))
+        logits = self.vocab_projector(hidden)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, logits.size(-1)), labels.view(-1))
+        output = MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.distilbert = InhibiDistilBertModel(config)
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        outputs = self.distilbert(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+        )
+        pooled = torch.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss = (
+                    MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+                    if self.num_labels == 1
+                    else MSELoss()(logits, labels.to(logits.dtype))
+                )
+            elif self.config.problem_type == "single_label_classification":
+                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class InhibiDistilBertForQuestionAnswering(InhibiDistilBertPreTrainedModel):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ValueError(f"The question-answering head needs config.num_labels == 2, got {config.num_labels}.")
+        self.distilbert = InhibiDistilBertModel(config)
+        self.qa_outputs = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.qa_dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        outputs = self.distilbert(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.qa_outputs(self.dropout(outputs.last_hidden_state))
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.size(1)  # positions outside the input are ignored
+            start_positions = start_positions.view(-1).clamp(0, ignored)
+            end_positions = end_positions.view(-1).clamp(0, ignored)
+            loss_fct = CrossEntropyLoss(ignore_index=ignored)
+            loss = (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+        output = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return self._return(output, return_dict)
+
+
+class InhibiDistilBertForTokenClassification(InhibiDistilBertPreTrainedModel):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.distilbert = InhibiDistilBertModel(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.dim, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ) -> TokenClassifierOutput | tuple:
+        outputs = self.distilbert(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            position_ids,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+        output = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
+    def __init__(self, config: InhibiDistilBertConfig):
+        super().__init__(config)
+        self.distilbert = InhibiDistilBertModel(config)
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, 1)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        position_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ) -> MultipleChoiceModelOutput | tuple:
+        num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        flat = lambda t: None if t is None else t.reshape(-1, *t.shape[2:])  # noqa: E731  [B, C, ...] -> [B*C, ...]
+        outputs = self.distilbert(
+            flat(input_ids),
+            flat(attention_mask),
+            flat(inputs_embeds),
+            flat(position_ids),
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+        )
+        pooled = torch.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
+        logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)
+        loss = CrossEntropyLoss()(logits, labels) if labels is not None else None
+        output = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+__all__ = [
+    "InhibiDistilBertForMaskedLM",
+    "InhibiDistilBertForMultipleChoice",
+    "InhibiDistilBertForQuestionAnswering",
+    "InhibiDistilBertForSequenceClassification",
+    "InhibiDistilBertForTokenClassification",
+    "InhibiDistilBertModel",
+    "InhibiDistilBertPreTrainedModel",
+]
