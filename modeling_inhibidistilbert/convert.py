@@ -143,14 +143,10 @@ def _canonical_bert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
                 out[f"transformer.layer.{layer}.{_BERT_LAYER_MAP[module]}.{kind}"] = tensor
             else:
                 dropped.append(key)
-        elif m := re.match(r"(cls\.predictions\.[\w.]+?)\.(weight|bias)$", key):
-            module, kind = m.groups()
-            if module in _BERT_HEAD_MAP:
-                out[f"{_BERT_HEAD_MAP[module]}.{kind}"] = tensor
-            elif key == "cls.predictions.bias":
-                out["vocab_projector.bias"] = tensor
-            else:
-                dropped.append(key)
+        elif key == "cls.predictions.bias":
+            out["vocab_projector.bias"] = tensor
+        elif (m := re.match(r"(cls\.predictions\.[\w.]+)\.(weight|bias)$", key)) and m.group(1) in _BERT_HEAD_MAP:
+            out[f"{_BERT_HEAD_MAP[m.group(1)]}.{m.group(2)}"] = tensor
         else:
             dropped.append(key)  # pooler, NSP head, BERT's task heads (they sit on the tanh pooler)
     if "vocab_projector.bias" not in out and "cls.predictions.decoder.bias" in bare:

@@ -1,0 +1,138 @@
+"""The memory-lean inhibitor attention equals a naive float64 implementation of the spec, forward and backward."""
+
+import math
+
+import pytest
+import torch
+
+from modeling_inhibidistilbert.modeling_inhibidistilbert import attention_mask_to_allowed, inhibitor_attention_cdist
+
+
+def naive_inhibitor(q, k, v, gamma, delta, eta, key_mask=None, signed=True, center=True):
+    """Straight from the spec, with the [B, H, N, N, d] broadcast: only for tiny float64 checks."""
+    d = q.shape[-1]
+    z = gamma[:, None, None] / math.sqrt(d) * (q[..., :, None, :] - k[..., None, :, :]).abs().sum(-1)
+    m = (
+        torch.ones(z.shape[0], 1, 1, z.shape[-1], dtype=z.dtype)
+        if key_mask is None
+        else key_mask[:, None, None, :].to(z.dtype)
+    )
+    if center:
+        z = z - (z * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)
+    zbar = torch.relu(z - delta[:, None, None])
+    vv, zz = v[..., None, :, :], zbar[..., None]  # [B, H, 1, N, d], [B, H, N, N, 1]
+    terms = torch.relu(vv - zz) + (torch.clamp(vv + zz, max=0.0) if signed else 0.0)
+    out = (terms * m[..., None]).sum(-2)  # m[..., None]: [B, 1, 1, N, 1] masks the key axis
+    return eta[:, None, None] * out, zbar
+
+
+def random_case(batch=2, heads=3, n=6, d=5, seed=0, pad=True):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, n, d, generator=gen, dtype=torch.float64) for _ in range(3))
+    gamma = 0.5 + torch.rand(heads, generator=gen, dtype=torch.float64)
+    delta = 0.3 * torch.randn(heads, generator=gen, dtype=torch.float64)
+    eta = 0.5 + torch.rand(heads, generator=gen, dtype=torch.float64)
+    key_mask = None
+    if pad:
+        key_mask = torch.ones(batch, n, dtype=torch.bool)
+        key_mask[0, n - 2 :] = False  # first sequence padded by two tokens
+    return q, k, v, gamma, delta, eta, key_mask
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("pad", [True, False])
+def test_cdist_form_matches_naive_float64_reference(signed, center, pad):
+    for seed in range(3):
+        q, k, v, gamma, delta, eta, key_mask = random_case(seed=seed, pad=pad)
+        expected, expected_zbar = naive_inhibitor(q, k, v, gamma, delta, eta, key_mask, signed, center)
+        allowed = None if key_mask is None else key_mask[:, None, None, :]
+        out, zbar = inhibitor_attention_cdist(q, k, v, gamma, delta, eta, allowed, signed=signed, center=center)
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-9)
+        if key_mask is not None:
+            expected_zbar = expected_zbar.masked_fill(~allowed, 0.0)
+        torch.testing.assert_close(zbar, expected_zbar, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("center", [True, False])
+def test_cdist_gradients_match_naive_reference(signed, center):
+    q, k, v, gamma, delta, eta, key_mask = random_case(seed=7)
+    inputs = [t.clone().requires_grad_() for t in (q, k, v, gamma, delta, eta)]
+    allowed = key_mask[:, None, None, :]
+    out, _ = inhibitor_attention_cdist(*inputs, allowed, signed=signed, center=center)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), inputs)
+    ref_inputs = [t.clone().requires_grad_() for t in (q, k, v, gamma, delta, eta)]
+    ref, _ = naive_inhibitor(*ref_inputs, key_mask, signed, center)
+    ref_grads = torch.autograd.grad((ref * weights).sum(), ref_inputs)
+    for grad, ref_grad in zip(grads, ref_grads):
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_gradcheck_tiny_case(signed):
+    q, k, v, gamma, delta, eta, key_mask = random_case(batch=2, heads=2, n=4, d=3, seed=3)
+    allowed = key_mask[:, None, None, :]
+    inputs = tuple(t.clone().requires_grad_() for t in (q, k, v, gamma, delta, eta))
+
+    def fn(*args):
+        return inhibitor_attention_cdist(*args, allowed, signed=signed, center=True)[0]
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_padded_keys_contribute_nothing_whatever_their_values():
+    q, k, v, gamma, delta, eta, key_mask = random_case(seed=11)
+    allowed = key_mask[:, None, None, :]
+    out, _ = inhibitor_attention_cdist(q, k, v, gamma, delta, eta, allowed)
+    k2, v2 = k.clone(), v.clone()
+    k2[0, :, -2:] = 1e3 * torch.randn_like(k2[0, :, -2:])
+    v2[0, :, -2:] = -1e3
+    out2, _ = inhibitor_attention_cdist(q, k2, v2, gamma, delta, eta, allowed)
+    torch.testing.assert_close(out2[0, :, :-2], out[0, :, :-2], rtol=1e-9, atol=1e-9)
+    # and equals attention over the real tokens alone
+    real = slice(0, q.shape[2] - 2)
+    alone, _ = inhibitor_attention_cdist(q[:1, :, real], k[:1, :, real], v[:1, :, real], gamma, delta, eta)
+    torch.testing.assert_close(out[:1, :, real], alone, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "make_mask",
+    [
+        lambda m: m.long(),  # tokenizer's 0/1 mask
+        lambda m: m,  # boolean
+        lambda m: m.float(),  # multiplicative float
+        lambda m: (1.0 - m.float()) * torch.finfo(torch.float32).min,  # additive [B, N]
+        lambda m: ((1.0 - m.float()) * torch.finfo(torch.float32).min)[:, None, None, :].expand(-1, 1, 5, -1),
+        lambda m: m[:, None, None, :].expand(-1, 1, 5, -1),  # boolean 4D, as transformers builds it
+    ],
+)
+def test_attention_mask_forms_normalise_to_the_same_key_mask(make_mask):
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    allowed = attention_mask_to_allowed(make_mask(mask), 2, 5)
+    assert allowed.shape == (2, 1, 1, 5)
+    assert torch.equal(allowed[:, 0, 0], mask)
+
+
+def test_no_mask_and_all_ones_mask_are_the_same():
+    assert attention_mask_to_allowed(None, 2, 5) is None
+    assert attention_mask_to_allowed(torch.ones(2, 5), 2, 5) is None
+
+
+def test_wrong_mask_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="does not fit"):
+        attention_mask_to_allowed(torch.ones(2, 7), 2, 5)
+
+
+def test_full_per_query_mask_matches_naive_reference():
+    """A 4D mask that differs per query (e.g. a custom pattern) is honoured exactly as well."""
+    q, k, v, gamma, delta, eta, _ = random_case(batch=1, heads=2, n=5, d=4, seed=5, pad=False)
+    allowed = torch.rand(1, 1, 5, 5, generator=torch.Generator().manual_seed(0)) > 0.4
+    allowed[..., 0] = True  # every query sees at least one key
+    out, _ = inhibitor_attention_cdist(q, k, v, gamma, delta, eta, allowed)
+    for i in range(5):
+        keys = allowed[0, 0, i]
+        ref, _ = naive_inhibitor(q[:, :, i : i + 1], k[:, :, keys], v[:, :, keys], gamma, delta, eta)
+        torch.testing.assert_close(out[:, :, i : i + 1], ref, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,58 @@
+"""InhibiDistilBertConfig: DistilBERT's fields and names, the inhibitor settings, and clear errors on bad values."""
+
+import pytest
+from transformers import DistilBertConfig
+
+from modeling_inhibidistilbert import AUTO_MAP, InhibiDistilBertConfig
+
+
+def test_defaults_match_distilbert_and_standard_names_map():
+    ours, theirs = InhibiDistilBertConfig(), DistilBertConfig()
+    for field in (
+        "vocab_size",
+        "dim",
+        "n_layers",
+        "n_heads",
+        "hidden_dim",
+        "dropout",
+        "attention_dropout",
+        "activation",
+        "max_position_embeddings",
+        "sinusoidal_pos_embds",
+        "pad_token_id",
+        "initializer_range",
+        "seq_classif_dropout",
+        "qa_dropout",
+        "tie_word_embeddings",
+    ):
+        assert getattr(ours, field) == getattr(theirs, field), field
+    assert ours.attribute_map == theirs.attribute_map
+    assert (ours.hidden_size, ours.num_attention_heads, ours.num_hidden_layers) == (768, 12, 6)
+    assert ours.model_type == "inhibidistilbert"
+    assert ours.inhibitor_signed is True and ours.center_scores is True
+
+
+def test_config_round_trips_with_full_auto_map(tmp_path):
+    config = InhibiDistilBertConfig(dim=64, n_heads=4, inhibitor_signed=False, shift_init=0.25)
+    config.save_pretrained(tmp_path)
+    loaded = InhibiDistilBertConfig.from_pretrained(tmp_path)
+    assert loaded.inhibitor_signed is False and loaded.shift_init == 0.25 and loaded.dim == 64
+    assert loaded.auto_map == AUTO_MAP
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"dim": 100, "n_heads": 12}, "dim"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"hidden_dim": -5}, "hidden_dim"),
+        ({"activation": "softmax"}, "activation"),
+        ({"score_scale_init": -1.0}, "score_scale_init"),
+        ({"output_scale_init": -0.1}, "output_scale_init"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"inhibitor_implementation": "flash"}, "inhibitor_implementation"),
+    ],
+)
+def test_invalid_values_raise_a_value_error_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        InhibiDistilBertConfig(**kwargs)

@@ -1,0 +1,188 @@
+"""The model and its heads: shapes, outputs, losses, padding invariance, checkpointing, unsupported attention."""
+
+import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
+
+from modeling_inhibidistilbert import (
+    InhibiDistilBertConfig,
+    InhibiDistilBertForMaskedLM,
+    InhibiDistilBertForMultipleChoice,
+    InhibiDistilBertForQuestionAnswering,
+    InhibiDistilBertForSequenceClassification,
+    InhibiDistilBertForTokenClassification,
+    InhibiDistilBertModel,
+)
+
+from .conftest import perturb_scalars
+
+
+def inputs(batch=3, length=9, vocab=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (batch, length), generator=gen)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[1, length - 3 :] = 0
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+def test_weights_have_distilbert_names_and_shapes_plus_per_head_scalars(tiny_config):
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    ours = InhibiDistilBertForMaskedLM(tiny_config).state_dict()
+    theirs = DistilBertForMaskedLM(
+        DistilBertConfig(**{k: v for k, v in tiny_config.to_dict().items() if k in DistilBertConfig().to_dict()})
+    ).state_dict()
+    extra = set(ours) - set(theirs)
+    assert extra == {
+        f"distilbert.transformer.layer.{i}.attention.{p}"
+        for i in range(2)
+        for p in ("score_scale", "shift", "output_scale")
+    }
+    assert set(theirs) - set(ours) <= {"distilbert.embeddings.position_ids"}
+    for name in set(ours) & set(theirs):
+        assert ours[name].shape == theirs[name].shape, name
+    assert ours["distilbert.transformer.layer.0.attention.shift"].shape == (tiny_config.n_heads,)
+
+
+def test_scalars_take_config_init_values(tiny_config):
+    model = InhibiDistilBertModel(tiny_config)
+    attention = model.transformer.layer[1].attention
+    assert torch.all(attention.score_scale == tiny_config.score_scale_init)
+    assert torch.all(attention.shift == tiny_config.shift_init)
+    assert torch.all(attention.output_scale == tiny_config.output_scale_init)
+    frozen = InhibiDistilBertModel(
+        InhibiDistilBertConfig(**{**tiny_config.to_dict(), "train_inhibitor_scalars": False})
+    )
+    assert not frozen.transformer.layer[0].attention.shift.requires_grad
+
+
+def test_base_model_outputs_hidden_states_and_inhibition_scores(tiny_config):
+    model = InhibiDistilBertModel(tiny_config).eval()
+    ids, mask = inputs()
+    out = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    assert isinstance(out, BaseModelOutput)
+    assert out.last_hidden_state.shape == (3, 9, 32)
+    assert len(out.hidden_states) == tiny_config.n_layers + 1
+    assert len(out.attentions) == tiny_config.n_layers and out.attentions[0].shape == (3, 4, 9, 9)
+    assert torch.all(out.attentions[0] >= 0)  # Zbar: shifted distances, not probabilities
+    assert torch.all(out.attentions[0][1, :, :, -3:] == 0)  # masked keys
+    as_tuple = model(ids, attention_mask=mask, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], out.last_hidden_state)
+
+
+def test_padding_invariance_same_sentence_different_pad_lengths(tiny_config):
+    torch.manual_seed(0)
+    model = InhibiDistilBertForSequenceClassification(tiny_config).eval()
+    perturb_scalars(model)
+    sentence = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    reference = model(sentence, output_hidden_states=True)
+    for pad in (1, 4, 17):
+        ids = torch.cat([sentence, torch.full((1, pad), 7)], dim=1)  # padding with a real token id on purpose
+        mask = torch.cat([torch.ones(1, 6), torch.zeros(1, pad)], dim=1).long()
+        out = model(ids, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(out.logits, reference.logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out.hidden_states[-1][:, :6], reference.hidden_states[-1], rtol=1e-5, atol=1e-5)
+
+
+def test_batched_equals_one_by_one(tiny_config):
+    model = InhibiDistilBertForSequenceClassification(tiny_config).eval()
+    ids, mask = inputs()
+    batched = model(ids, attention_mask=mask).logits
+    for row in range(3):
+        n = int(mask[row].sum())
+        single = model(ids[row : row + 1, :n]).logits
+        torch.testing.assert_close(batched[row : row + 1], single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "problem_type, labels",
+    [
+        ("single_label_classification", torch.tensor([0, 1, 1])),
+        ("multi_label_classification", torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])),
+    ],
+)
+def test_sequence_classification_losses(tiny_config, problem_type, labels):
+    model = InhibiDistilBertForSequenceClassification(tiny_config)
+    ids, mask = inputs()
+    out = model(ids, attention_mask=mask, labels=labels)
+    assert isinstance(out, SequenceClassifierOutput) and out.loss.ndim == 0 and out.logits.shape == (3, 2)
+    assert model.config.problem_type == problem_type
+    out.loss.backward()
+    assert model.distilbert.transformer.layer[0].attention.shift.grad is not None
+
+
+def test_regression_head(tiny_config):
+    config = InhibiDistilBertConfig(
+        **{**tiny_config.to_dict(), "num_labels": 1, "id2label": {0: "LABEL_0"}, "label2id": {"LABEL_0": 0}}
+    )
+    model = InhibiDistilBertForSequenceClassification(config)
+    ids, mask = inputs()
+    out = model(ids, attention_mask=mask, labels=torch.tensor([0.5, 2.0, 4.5]))
+    assert model.config.problem_type == "regression" and out.logits.shape == (3, 1) and out.loss > 0
+
+
+def test_other_heads(tiny_config):
+    ids, mask = inputs()
+    mlm = InhibiDistilBertForMaskedLM(tiny_config)
+    out = mlm(ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+    assert out.logits.shape == (3, 9, 64) and out.loss > 0
+    assert mlm.vocab_projector.weight is mlm.distilbert.embeddings.word_embeddings.weight  # tied
+    tok = InhibiDistilBertForTokenClassification(tiny_config)
+    assert tok(ids, attention_mask=mask, labels=torch.zeros_like(ids)).logits.shape == (3, 9, 2)
+    qa = InhibiDistilBertForQuestionAnswering(tiny_config)
+    out = qa(ids, attention_mask=mask, start_positions=torch.tensor([1, 2, 3]), end_positions=torch.tensor([2, 3, 4]))
+    assert out.start_logits.shape == (3, 9) and out.loss > 0
+    mc = InhibiDistilBertForMultipleChoice(tiny_config)
+    out = mc(ids[None].expand(2, -1, -1), attention_mask=mask[None].expand(2, -1, -1), labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and out.loss > 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
+    torch.manual_seed(0)
+    model = InhibiDistilBertForSequenceClassification(tiny_config)
+    ids, mask = inputs()
+    labels = torch.tensor([0, 1, 0])
+    model.train()
+    torch.manual_seed(1)  # same dropout masks in both runs
+    model(ids, attention_mask=mask, labels=labels).loss.backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert model.distilbert.transformer.layer[0].gradient_checkpointing
+    torch.manual_seed(1)
+    model(ids, attention_mask=mask, labels=labels).loss.backward()
+    for name, grad in plain.items():
+        torch.testing.assert_close(model.get_parameter(name).grad, grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "flash_attention_2", "flex_attention"])
+def test_other_attention_implementations_are_refused(tiny_config, implementation, tmp_path):
+    InhibiDistilBertModel(tiny_config).save_pretrained(tmp_path)
+    with pytest.raises((ValueError, ImportError), match="attn_implementation|not supported|flash|flex"):
+        InhibiDistilBertModel.from_pretrained(tmp_path, attn_implementation=implementation)
+
+
+def test_default_path_runs_the_inhibitor_not_softmax(tiny_config):
+    model = InhibiDistilBertModel(tiny_config).eval()
+    assert model.config._attn_implementation in (None, "eager")
+    ids, mask = inputs()
+    before = model(ids, attention_mask=mask).last_hidden_state
+    with torch.no_grad():  # the output depends on the inhibitor's own parameters
+        model.transformer.layer[0].attention.shift.add_(0.5)
+    assert not torch.allclose(before, model(ids, attention_mask=mask).last_hidden_state)
+
+
+def test_sequence_longer_than_positions_is_a_clear_error(tiny_config):
+    model = InhibiDistilBertModel(tiny_config)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.ones(1, 65, dtype=torch.long))
+
+
+def test_bf16_forward_runs_and_stays_close(tiny_config):
+    model = InhibiDistilBertModel(tiny_config).eval()
+    ids, mask = inputs()
+    ref = model(ids, attention_mask=mask).last_hidden_state
+    out = model.to(torch.bfloat16)(ids, attention_mask=mask).last_hidden_state
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=0.1, atol=0.15)
