@@ -1,0 +1,171 @@
+"""Turn the results file written by `experiments/reproduce.py` into docs/results.md and PNG plots.
+
+    python experiments/report.py outputs/experiments/grid/results.jsonl --out docs
+
+Every number in the report comes from the results file (and the runs' log_history.jsonl for the curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr"}
+METRIC_NAME = {"matthews_correlation": "MCC", "spearmanr": "Spearman", "accuracy": "acc."}
+PAPER_DISTILBERT = {"cola": 51.3, "sst2": 91.3, "mrpc": 87.5, "rte": 59.9, "stsb": 86.9, "qnli": 89.2, "imdb": 92.82}
+
+
+def main_metric(task: str) -> str:
+    return MAIN_METRIC.get(task, "accuracy")
+
+
+def score(row: dict) -> float:
+    return 100 * row["metrics"][f"eval_{main_metric(row['task'])}"]
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def table(rows: list[dict], models: list[str]) -> tuple[str, dict]:
+    by = defaultdict(list)
+    for row in rows:
+        by[(row["task"], row["model"])].append(score(row))
+    tasks = sorted({row["task"] for row in rows if row["task"] != "general"})
+    lines = [
+        "| model | " + " | ".join(f"{t} ({METRIC_NAME[main_metric(t)]})" for t in tasks) + " | macro |",
+        "|---" * (len(tasks) + 2) + "|",
+    ]
+    macros = {}
+    for model in models:
+        cells = [by.get((t, model), []) for t in tasks]
+        if not any(cells):
+            continue
+        means = [statistics.mean(c) for c in cells if c]
+        macro = statistics.mean(means) if len(means) == len(tasks) else None
+        macros[model] = macro
+        cells_text = " | ".join(mean_std(c) for c in cells)
+        macro_text = f"{macro:.1f}" if macro is not None else "–"
+        lines.append(f"| {model} | {cells_text} | {macro_text} |")
+    return "\n".join(lines), macros
+
+
+def plot_scores(rows: list[dict], models: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({row["task"] for row in rows if row["task"] != "general"})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 4))
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        values = [[score(r) for r in rows if r["task"] == t and r["model"] == model] for t in tasks]
+        means = [statistics.mean(v) if v else 0 for v in values]
+        errs = [statistics.stdev(v) if len(v) > 1 else 0 for v in values]
+        ax.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errs, label=model, capsize=2)
+    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(tasks))], tasks)
+    ax.set_ylabel("dev score (GLUE metric, x100)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(rows: list[dict], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for row in rows:
+        if row["role"] != "student" or row["group"] == "ablation":
+            continue
+        log = Path(row["output_dir"]) / "log_history.jsonl"
+        if not log.exists():
+            continue
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        points = [(e["step"], e["loss"]) for e in events if "loss" in e and "step" in e]
+        if points:
+            ax.plot(*zip(*points), label=f"{row['task']} {row['model']} s{row['seed']}", linewidth=1)
+            drawn = True
+    if drawn:
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.set_yscale("log")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_file", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--title", default="Results")
+    args = parser.parse_args()
+    rows = load(args.results_file)
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = [
+        m
+        for m in ("teacher", "ts-dot", "ts-inhibitor", "ta-dot", "ta-inhibitor", "student-dot", "student-inhibitor")
+        if any(r["model"] == m for r in rows)
+    ]
+    main_rows = [r for r in rows if r["group"] != "ablation"]
+    text, macros = table(main_rows, models)
+    lines = [
+        f"# {args.title}",
+        "",
+        f"Generated by `python experiments/report.py {args.results_file}` from the "
+        "results file that `experiments/reproduce.py` wrote; no number here is typed by hand.",
+        "",
+        f"Hardware: {rows[0]['hardware'] if rows else 'n/a'}.",
+        "",
+        "## Scores (dev sets; mean ± std over seeds)",
+        "",
+        text,
+        "",
+    ]
+    for dot, inh in (("ts-dot", "ts-inhibitor"), ("ta-dot", "ta-inhibitor"), ("student-dot", "student-inhibitor")):
+        if macros.get(dot) is not None and macros.get(inh) is not None:
+            lines.append(f"Gap inhibitor − dot ({inh} vs {dot}), macro: {macros[inh] - macros[dot]:+.2f} points.")
+    ablations = [r for r in rows if r["group"] == "ablation"]
+    if ablations:
+        text, _ = table(
+            ablations + [r for r in rows if r["model"] == "ts-inhibitor"],
+            ["ts-inhibitor"] + sorted({r["model"] for r in ablations}),
+        )
+        lines += ["", "## Ablations (inhibitor student, task-specific distillation)", "", text]
+    lines += ["", "## Training time per run", "", "| run | wall time (s) |", "|---|---|"]
+    lines += [f"| {r['run_id']} | {r['wall_time_s']:.0f} |" for r in rows]
+    lines += [
+        "",
+        "## Reference: DistilBERT (Sanh et al. 2019, GLUE dev)",
+        "",
+        ", ".join(f"{t} {v}" for t, v in PAPER_DISTILBERT.items()) + ".",
+    ]
+    plot_scores(main_rows, models, args.out / "results_scores.png")
+    lines += ["", "![scores](results_scores.png)"]
+    if plot_curves(rows, args.out / "results_curves.png"):
+        lines += ["", "![training curves](results_curves.png)"]
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

