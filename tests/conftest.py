@@ -48,7 +48,11 @@ def tiny_vocab_file(tmp_path) -> Path:
 def tiny_tokenizer(tiny_vocab_file):
     from transformers import BertTokenizer
 
-    return BertTokenizer(vocab_file=str(tiny_vocab_file), do_lower_case=True)
+    # transformers 5.x ignores `vocab_file=` here (every word would become [UNK]); pass the vocabulary itself.
+    words = tiny_vocab_file.read_text().split()
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(words)}, do_lower_case=True)
+    assert tokenizer.unk_token_id not in tokenizer("the movie was good")["input_ids"]
+    return tokenizer
 
 
 def perturb_scalars(model, seed: int = 0) -> None:

@@ -1,0 +1,492 @@
+"""Publishing to the Hub (issue 4): folder checks, the model card, one-commit upload and a round trip.
+
+Nothing leaves the machine: `FakeHub` (tests/fake_hub.py) serves the Hub routes on 127.0.0.1. Uploads take the
+plain LFS path (`HF_HUB_DISABLE_XET`), since the client picks Xet whenever `hf_xet` is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub import constants as hf_constants
+from safetensors.torch import load_file, save_file
+from transformers import BertTokenizer
+
+from modeling_inhibidistilbert import AUTO_MAP, InhibiDistilBertConfig, InhibiDistilBertForSequenceClassification
+from modeling_inhibidistilbert.hub import FolderCheckError, build_model_card, check_folder, publish
+
+from .fake_hub import FakeHub
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ID = "inhibi-tests/tiny-sst2"
+TOKEN = "hf_FakeSecretToken0123456789abcdefXYZ"
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
+    "the a movie film was is great good bad awful not very this i it and of to , ! plot acting loved hated".split()
+)
+TEXTS = ["this movie was great !", "a bad , awful film", "i loved the acting but hated the plot"]
+ALL_RESULTS = {
+    "task_name": "sst2",
+    "eval_accuracy": 0.8612385321100917,
+    "eval_samples": 872,
+    "train_samples": 67349,
+    "train_runtime": 1234.5,
+    "epoch": 3.0,
+    "best_step": 6000,
+}
+TRAINING_ARGS = {
+    "task_name": "sst2",
+    "mode": "distill",
+    "student_attention": "inhibitor",
+    "model_name_or_path": "distilbert/distilbert-base-uncased",
+    "teacher_name_or_path": "textattack/bert-base-uncased-SST-2",
+    "learning_rate": 5e-05,
+    "num_train_epochs": 3.0,
+    "per_device_train_batch_size": 32,
+    "max_seq_length": 128,
+    "temperature": 2.0,
+    "alpha_kd": 0.5,
+    "alpha_ce": 0.5,
+    "alpha_hidden": 0.1,
+    "hidden_loss": "cosine",
+    "seed": 42,
+    "output_dir": "/home/someone/runs/sst2-inhibitor",
+    "hub_token": TOKEN,
+}
+UPLOADED = {
+    "README.md",
+    "config.json",
+    "configuration_inhibidistilbert.py",
+    "modeling_inhibidistilbert.py",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "all_results.json",
+    "eval_results.json",
+}
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("hub_upload", REPO_ROOT / "hub_upload.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hub_upload = _load_cli()
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory) -> Path:
+    """A tiny trained output folder as the distillation script leaves it (plus Trainer leftovers to skip)."""
+    folder = tmp_path_factory.mktemp("trained") / "sst2-inhibitor"
+    torch.manual_seed(0)
+    config = InhibiDistilBertConfig(
+        vocab_size=len(WORDS),
+        dim=32,
+        hidden_dim=64,
+        n_layers=2,
+        n_heads=4,
+        max_position_embeddings=64,
+        initializer_range=0.2,
+        output_scale_init=0.5,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
+    InhibiDistilBertForSequenceClassification(config).save_pretrained(folder)
+    BertTokenizer(vocab={word: i for i, word in enumerate(WORDS)}).save_pretrained(folder)
+    _write_json(folder / "all_results.json", ALL_RESULTS)
+    _write_json(folder / "eval_results.json", {"eval_accuracy": ALL_RESULTS["eval_accuracy"]})
+    _write_json(folder / "training_args.json", TRAINING_ARGS)
+    (folder / "training_args.bin").write_bytes(b"not weights: Trainer's pickled arguments")
+    (folder / "runs").mkdir()
+    (folder / "runs" / "events.out").write_bytes(b"tensorboard")
+    return folder
+
+
+@pytest.fixture
+def folder(trained_folder: Path, tmp_path: Path) -> Path:
+    """A private copy that a test may break."""
+    return Path(shutil.copytree(trained_folder, tmp_path / "run"))
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)  # plain LFS: the fake Hub speaks no Xet
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # all traffic stays on 127.0.0.1
+    with FakeHub() as server:
+        yield server
+
+
+def _front_matter(card_text: str) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", card_text, re.DOTALL)
+    assert match, "the card must open with a YAML block"
+    return yaml.safe_load(match.group(1))
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _reference_outputs(folder: Path) -> dict:
+    """Logits computed here with the installed package, as the fresh process will compute them from the Hub."""
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    model = InhibiDistilBertForSequenceClassification.from_pretrained(folder).eval()
+    model.config.inhibitor_implementation = "cdist"  # remote code never has the optional fused kernel
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the child runs with one thread too: same reduction order, same bits
+    try:
+        with torch.no_grad():
+            batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+            singles = [tokenizer(text, return_tensors="pt") for text in TEXTS]
+            return {
+                "batch_logits": model(**batch).logits.tolist(),
+                "single_logits": [model(**s).logits[0].tolist() for s in singles],
+                "hidden": model.distilbert(**singles[0]).last_hidden_state.tolist(),
+            }
+    finally:
+        torch.set_num_threads(threads)
+
+
+CHILD = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):  # the package is installed (editable) in CI: hide it
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("modeling_inhibidistilbert", "inhibidistilbert_kernels"):
+                raise ModuleNotFoundError(f"{name} is blocked in this process", name=name)
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    try:
+        import modeling_inhibidistilbert  # noqa: F401
+        package_importable = True
+    except ModuleNotFoundError:
+        package_importable = False
+
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    torch.set_num_threads(1)
+    repo_id, revision, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+    encoder = AutoModel.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+    classifier = pipeline("text-classification", model=repo_id, revision=revision, trust_remote_code=True)
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        singles = [tokenizer(text, return_tensors="pt") for text in texts]
+        result = {
+            "package_importable": package_importable,
+            "modules": [type(m).__module__ for m in (model, encoder, classifier.model)],
+            "id2label": {str(k): v for k, v in model.config.id2label.items()},
+            "batch_logits": model(**batch).logits.tolist(),
+            "single_logits": [model(**s).logits[0].tolist() for s in singles],
+            "hidden": encoder(**singles[0]).last_hidden_state.tolist(),
+            "pipeline": classifier(texts, top_k=None, function_to_apply="none"),
+        }
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def _load_in_fresh_process(hub: FakeHub, revision: str, tmp_path: Path) -> dict:
+    workdir = tmp_path / "fresh"
+    workdir.mkdir()
+    (workdir / "child.py").write_text(CHILD, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_HOME=str(tmp_path / "fresh_hf_home"),
+        HF_HUB_OFFLINE="0",
+        TRANSFORMERS_OFFLINE="0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        TRANSFORMERS_VERBOSITY="error",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    proc = subprocess.run(
+        [sys.executable, "child.py", REPO_ID, revision, json.dumps(TEXTS)],
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def test_upload_then_load_from_hub_in_fresh_process_gives_identical_logits(folder, hub, tmp_path, capfd):
+    before = _snapshot(folder)
+    assert hub_upload.main([str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]) == 0
+    out = capfd.readouterr()
+    assert TOKEN not in out.out + out.err
+    assert hub.authorizations and set(hub.authorizations) == {f"Bearer {TOKEN}"}
+
+    # One commit holding the allow-listed files; weights through plain LFS; the folder untouched.
+    repo = hub.repos[REPO_ID]
+    assert len(repo.commits) == 2  # the repo's first commit (.gitattributes) and ours
+    files = hub.files(REPO_ID)
+    assert set(files) == UPLOADED | {".gitattributes"}
+    assert repo.resolve("main").files["model.safetensors"].lfs_sha256 is not None
+    assert sum(method == "PUT" for method, _ in hub.requests) == 1
+    for name in UPLOADED - {"README.md"}:
+        assert files[name] == (folder / name).read_bytes(), name
+    config = json.loads(files["config.json"])
+    assert config["auto_map"] == AUTO_MAP and config["id2label"] == {"0": "negative", "1": "positive"}
+    assert _snapshot(folder) == before
+    commit_oid = repo.refs["main"]
+    assert f"revision={commit_oid!r}" in out.out
+
+    expected = _reference_outputs(folder)
+    loaded = _load_in_fresh_process(hub, commit_oid, tmp_path)
+    assert loaded["package_importable"] is False
+    assert all(module.startswith("transformers_modules.") for module in loaded["modules"]), loaded["modules"]
+    assert loaded["id2label"] == {"0": "negative", "1": "positive"}
+    assert loaded["batch_logits"] == expected["batch_logits"]
+    assert loaded["single_logits"] == expected["single_logits"]
+    assert loaded["hidden"] == expected["hidden"]
+    for scores, logits in zip(loaded["pipeline"], expected["single_logits"]):
+        assert {s["label"]: s["score"] for s in scores} == {"negative": logits[0], "positive": logits[1]}
+
+
+@pytest.mark.parametrize(
+    ("task", "metrics"),
+    [
+        ("sst2", {"eval_accuracy": 0.8612385321100917}),
+        ("mrpc", {"eval_accuracy": 0.8186274509803921, "eval_f1": 0.8712121212121212}),
+        ("stsb", {"eval_pearson": 0.8534, "eval_spearmanr": 0.851099}),
+        ("cola", {"eval_matthews_correlation": 0.4011}),
+        ("mnli", {"eval_accuracy": 0.8012, "eval_accuracy_mm": 0.8101}),
+        ("imdb", {"eval_accuracy": 0.9204}),
+    ],
+)
+def test_card_yaml_parses_and_model_index_equals_folder_metrics(folder, tmp_path, task, metrics):
+    run = {k: v for k, v in ALL_RESULTS.items() if not k.startswith("eval_")}
+    results = {**run, "task_name": task, "eval_loss": 0.31, "eval_runtime": 4.2, **metrics}
+    _write_json(folder / "all_results.json", results)
+    teacher = {**results, **{k: v + 0.05 for k, v in metrics.items()}}
+    baseline = {**results, **{k: v + 0.01 for k, v in metrics.items()}}
+    _write_json(tmp_path / "teacher.json", teacher)
+
+    card = build_model_card(folder, REPO_ID, teacher_results=tmp_path / "teacher.json", baseline_results=baseline)
+    text = str(card)
+    metadata = _front_matter(text)
+    assert metadata["license"] == "apache-2.0" and metadata["language"] == "en"
+    assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "text-classification"
+    assert "inhibitor-attention" in metadata["tags"]
+    assert metadata["base_model"] == TRAINING_ARGS["model_name_or_path"]
+    assert metadata["datasets"] == ["stanfordnlp/imdb" if task == "imdb" else "nyu-mll/glue"]
+
+    [entry] = metadata["model-index"]
+    assert entry["name"] == REPO_ID.split("/")[1]
+    found = {}
+    for result in entry["results"]:
+        assert result["dataset"]["config"] == ("plain_text" if task == "imdb" else task)
+        for metric in result["metrics"]:
+            found[(result["dataset"]["split"], metric["type"])] = metric["value"]
+    split = {"mnli": "validation_matched", "imdb": "test"}.get(task, "validation")
+    names = {
+        "eval_accuracy": (split, "accuracy"),
+        "eval_accuracy_mm": ("validation_mismatched", "accuracy"),
+        "eval_f1": (split, "f1"),
+        "eval_pearson": (split, "pearsonr"),
+        "eval_spearmanr": (split, "spearmanr"),
+        "eval_matthews_correlation": (split, "matthews_correlation"),
+    }
+    assert found == {names[key]: value for key, value in metrics.items()}
+    reparsed = ModelCard(text).data.eval_results  # huggingface_hub reads the model-index back
+    assert sorted(r.metric_value for r in reparsed) == sorted(metrics.values())
+
+    body = card.text
+    for needle in (
+        "trust_remote_code=True",
+        "AutoModelForSequenceClassification.from_pretrained",
+        'pipeline("text-classification"',
+        "Pin the revision",
+        "## Fine-tuning",
+        "## Attention implementations",
+        '"sdpa"',
+        "## Limitations",
+        "arXiv:2310.02041",
+        "arXiv:2503.15983",
+        "| `temperature` | `2.0` |",
+        "| `alpha_hidden` | `0.1` |",
+        TRAINING_ARGS["teacher_name_or_path"],
+    ):
+        assert needle in body, needle
+    first = next(iter(metrics))
+    assert f"| {metrics[first]:.4f} | {teacher[first]:.4f} | {baseline[first]:.4f} | -0.0100 |" in body
+    assert TOKEN not in text and "/home/someone" not in text
+
+
+def test_card_without_results_has_no_model_index(folder):
+    (folder / "all_results.json").unlink()
+    card = build_model_card(folder, REPO_ID)
+    assert "model-index" not in _front_matter(str(card))
+    assert "no `all_results.json`" in card.text
+
+
+def test_card_refuses_comparison_with_another_task(folder):
+    with pytest.raises(ValueError, match="teacher_results are for task 'mrpc'"):
+        build_model_card(folder, REPO_ID, teacher_results={"task_name": "mrpc", "eval_accuracy": 0.8})
+
+
+def test_dry_run_lists_every_file_with_its_size_and_uploads_nothing(folder, hub, capfd):
+    before = _snapshot(folder)
+    args = [str(folder), "--repo_id", REPO_ID, "--dry_run", "--token", TOKEN, "--endpoint", hub.url]
+    assert hub_upload.main(args) == 0
+    out = capfd.readouterr().out
+    assert hub.requests == []
+    result = publish(folder, REPO_ID, dry_run=True, endpoint=hub.url, token=TOKEN)
+    assert hub.requests == []
+    assert {name for name, _ in result.files} == UPLOADED
+    for name, size in result.files:
+        expected = len(str(result.card).encode()) if name == "README.md" else (folder / name).stat().st_size
+        assert size == expected
+        assert name in out and f"({size} bytes)" in out
+    assert "model-index:" in out and TOKEN not in out
+    assert {"training_args.json", "training_args.bin", "runs/"} <= set(result.report.skipped_files)
+    assert _snapshot(folder) == before
+
+
+def _remove(*names):
+    def breaker(folder: Path) -> None:
+        for name in names:
+            (folder / name).unlink()
+
+    return breaker
+
+
+def _edit_config(**changes):
+    def breaker(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        for key, value in changes.items():
+            if value is None:
+                config.pop(key)
+            else:
+                config[key] = value
+        _write_json(folder / "config.json", config)
+
+    return breaker
+
+
+def _edit_weights(edit):
+    def breaker(folder: Path) -> None:
+        state = load_file(folder / "model.safetensors")
+        edit(state)
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+    return breaker
+
+
+def _add_pickle(folder: Path) -> None:
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+
+
+def _stale_code(folder: Path) -> None:
+    with open(folder / "modeling_inhibidistilbert.py", "a", encoding="utf-8") as file:
+        file.write("\n# edited by hand\n")
+
+
+def _resize_classifier(state):
+    state["classifier.weight"], state["classifier.bias"] = torch.zeros(3, 32), torch.zeros(3)
+
+
+def _rename_key(state):
+    state["pre_classifier.weights"] = state.pop("pre_classifier.weight")
+
+
+@pytest.mark.parametrize(
+    ("breaker", "reason"),
+    [
+        pytest.param(
+            _remove("modeling_inhibidistilbert.py"), "modeling_inhibidistilbert.py are missing", id="missing-code"
+        ),
+        pytest.param(_stale_code, "differ from the installed package", id="stale-code"),
+        pytest.param(_add_pickle, r"pickle weights found \(pytorch_model.bin\)", id="pickle-weights"),
+        pytest.param(lambda f: (f / "config.json").write_text("{broken"), "not valid JSON", id="config-not-json"),
+        pytest.param(_edit_config(n_heads=5), "config.json does not load", id="config-invalid-value"),
+        pytest.param(_edit_config(auto_map=None), "auto_map lacks", id="config-no-auto-map"),
+        pytest.param(_edit_config(model_type="distilbert"), "model_type 'distilbert'", id="config-other-model"),
+        pytest.param(_edit_config(inhibitor_implementation="fused"), "fused", id="config-needs-kernel"),
+        pytest.param(_remove("model.safetensors"), "no safetensors weights", id="no-weights"),
+        pytest.param(_edit_weights(_resize_classifier), "mismatched keys: classifier", id="weights-mismatched"),
+        pytest.param(
+            _edit_weights(_rename_key), "missing keys: pre_classifier.weight; unexpected keys", id="weights-other-keys"
+        ),
+        pytest.param(_remove("tokenizer.json", "tokenizer_config.json"), "no tokenizer", id="no-tokenizer"),
+    ],
+)
+def test_broken_folder_is_refused_with_the_reason(folder, breaker, reason):
+    breaker(folder)
+    with pytest.raises(FolderCheckError, match=reason) as info:
+        check_folder(folder)
+    assert info.value.fix and "Fix:" in str(info.value)
+
+
+def test_refused_folder_uploads_nothing(folder, hub, capfd):
+    _add_pickle(folder)
+    assert hub_upload.main([str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]) == 2
+    err = capfd.readouterr().err
+    assert "Refusing to publish" in err and "pickle weights" in err and TOKEN not in err
+    with pytest.raises(FolderCheckError):
+        publish(folder, REPO_ID, endpoint=hub.url, token=TOKEN)
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize(
+    ("route", "status"),
+    [("lfs_upload", 403), ("commit", 500)],
+    ids=["weights-upload-refused", "commit-server-error"],
+)
+def test_server_error_mid_upload_leaves_clear_message_and_no_partial_state(folder, hub, capfd, route, status):
+    before = _snapshot(folder)
+    hub.fail(route, status)
+    args = [str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]
+    assert hub_upload.main(args) == 1
+    err = capfd.readouterr().err
+    assert f"Upload of {folder} to {REPO_ID} failed" in err and str(status) in err
+    assert "Nothing was committed" in err and TOKEN not in err
+    assert set(hub.files(REPO_ID)) == {".gitattributes"}  # the repository kept its previous state
+    assert _snapshot(folder) == before  # and so did the folder
+
+    assert hub_upload.main(args) == 0  # the same command succeeds once the cause is gone
+    assert set(hub.files(REPO_ID)) == UPLOADED | {".gitattributes"}
+    puts = sum(method == "PUT" for method, _ in hub.requests)
+    assert puts == (2 if route == "lfs_upload" else 1)  # weights uploaded before the failure are not sent twice
+
+
+def test_create_pr_and_revision_commit_elsewhere_than_main(folder, hub):
+    result = publish(folder, REPO_ID, endpoint=hub.url, token=TOKEN, create_pr=True, commit_message="Add model")
+    assert result.pr_url.endswith("/discussions/1")
+    assert set(hub.files(REPO_ID, "refs/pr/1")) == UPLOADED | {".gitattributes"}
+    assert set(hub.files(REPO_ID)) == {".gitattributes"}
+    assert hub.repos[REPO_ID].commits[result.commit_oid].message == "Add model"
+
+    result = publish(folder, REPO_ID, endpoint=hub.url, token=TOKEN, revision="v1")
+    assert set(hub.files(REPO_ID, "v1")) == UPLOADED | {".gitattributes"}
+    assert set(hub.files(REPO_ID)) == {".gitattributes"}
