@@ -27,10 +27,13 @@ from transformers.modeling_outputs import (
 
 from .configuration_inhibidistilbert import InhibiDistilBertConfig
 
-try:  # optional fused CPU kernel (`pip install inhibidistilbert`); remote-code loading never needs it
+try:  # optional fused kernels (`pip install inhibidistilbert`); remote-code loading never needs them
+    from inhibidistilbert_kernels import SUPPORTED_DEVICES as FUSED_KERNEL_DEVICES
     from inhibidistilbert_kernels import fused_inhibitor_attention
-except ImportError:
-    fused_inhibitor_attention = None
+
+    FUSED_KERNEL_ERROR = None
+except ImportError as error:  # not installed, or no kernel can run here: the cdist form runs everywhere
+    fused_inhibitor_attention, FUSED_KERNEL_DEVICES, FUSED_KERNEL_ERROR = None, frozenset(), str(error)
 
 
 # ATTENTION MASKS #
@@ -145,43 +148,58 @@ def inhibitor_attention_forward(
     allowed: torch.Tensor | None,
     output_attentions: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Dispatch to the fused kernel or the cdist form; computes in float32 at least and returns the input dtype."""
+    """Dispatch to a fused kernel (when installed and covering the call) or the cdist form; returns the input dtype.
+
+    The cdist form and the CPU kernel compute in float32 at least; the CUDA (Triton) kernel reads float16 and
+    bfloat16 as they are and accumulates in float32. Only the cdist form returns the scores (`output_attentions`).
+    """
     config = module.config
     dtype = query.dtype
     compute_dtype = torch.promote_types(dtype, torch.float32)
-    q, k, v = (t.to(compute_dtype) for t in (query, key, value))
-    params = (
-        module.score_scale.to(compute_dtype),
-        module.shift.to(compute_dtype),
-        module.output_scale.to(compute_dtype),
-    )
-    if use_fused_kernel(config, q, allowed, output_attentions):
+    params = tuple(p.to(compute_dtype) for p in (module.score_scale, module.shift, module.output_scale))
+    if use_fused_kernel(config, query, allowed, output_attentions):
+        if query.device.type != "cuda":
+            query, key, value = (t.to(compute_dtype) for t in (query, key, value))
         key_mask = None if allowed is None else allowed[:, 0, 0, :]
-        out = fused_inhibitor_attention(q, k, v, *params, key_mask, config.inhibitor_signed, config.center_scores)
-        scores = None
-    else:
-        out, scores = inhibitor_attention_cdist(
-            q, k, v, *params, allowed=allowed, signed=config.inhibitor_signed, center=config.center_scores
+        out = fused_inhibitor_attention(
+            query, key, value, *params, key_mask, config.inhibitor_signed, config.center_scores
         )
+        return out.to(dtype), None
+    q, k, v = (t.to(compute_dtype) for t in (query, key, value))
+    out, scores = inhibitor_attention_cdist(
+        q, k, v, *params, allowed=allowed, signed=config.inhibitor_signed, center=config.center_scores
+    )
     return out.to(dtype), (scores.to(dtype) if output_attentions else None)
 
 
 def use_fused_kernel(config, query: torch.Tensor, allowed: torch.Tensor | None, output_attentions: bool) -> bool:
-    """Whether the fused kernel runs: installed, asked for or `auto`, and the call is one it covers."""
+    """Whether the fused kernel runs: `inhibitor_implementation` is `fused`, or `auto` and the kernel covers the call.
+
+    Covered: the kernel is importable for the query's device (`FUSED_KERNEL_DEVICES`), no scores are requested and
+    the mask is a key-padding mask (`[B, 1, 1, N]`). Where it is covered the fused kernel is the faster one at every
+    measured size (docs/benchmarks.md), so `auto` needs no size threshold. `cdist` always runs the cdist form.
+    """
     choice = getattr(config, "inhibitor_implementation", "auto")
+    if choice == "cdist":
+        return False
     covered = (
         fused_inhibitor_attention is not None
+        and query.device.type in FUSED_KERNEL_DEVICES
         and not output_attentions
-        and query.device.type == "cpu"
-        and (allowed is None or allowed.shape[-2] == 1)  # key-padding masks only
+        and (allowed is None or (allowed.shape[1] == 1 and allowed.shape[2] == 1))  # key-padding masks only
     )
     if choice == "fused" and not covered:
-        reason = "it is not installed" if fused_inhibitor_attention is None else "this call needs the cdist form"
+        if fused_inhibitor_attention is None:
+            reason = f"the kernel package is not available ({FUSED_KERNEL_ERROR})"
+        elif query.device.type not in FUSED_KERNEL_DEVICES:
+            reason = f"it has no kernel for {query.device.type} tensors (available: {sorted(FUSED_KERNEL_DEVICES)})"
+        else:
+            reason = "this call needs the cdist form (output_attentions=True or a per-query attention mask)"
         raise RuntimeError(
-            f"inhibitor_implementation='fused' was requested but {reason} (the kernel covers CPU tensors, padding "
-            "masks and output_attentions=False); set config.inhibitor_implementation='auto' or 'cdist'."
+            f"inhibitor_implementation='fused' was requested but {reason}; set config.inhibitor_implementation to "
+            "'auto' or 'cdist'."
         )
-    return covered and choice in ("auto", "fused")
+    return covered
 
 
 class InhibitorAttention(nn.Module):

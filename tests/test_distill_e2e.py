@@ -1,0 +1,382 @@
+"""End-to-end runs of run_glue_distill.py and run_distill_general.py on tiny models and a few dozen real rows.
+
+Each run is in-process (`main(argv)`) except the two-process test, which goes through `accelerate launch`.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import run_distill_general
+import run_glue_distill
+from modeling_inhibidistilbert.distill.data import DataError, load_task_splits
+from modeling_inhibidistilbert.distill.metrics import compute_task_metrics
+from modeling_inhibidistilbert.distill.models import ModelSetupError
+from modeling_inhibidistilbert.distill.tasks import get_task
+from modeling_inhibidistilbert.distill.training import NonFiniteLossError, OutputDirError
+
+from .distill_fixtures import (
+    REPO_ROOT,
+    TINY,
+    build_tiny_assets,
+    free_port,
+    make_student_init,
+    make_teacher,
+    make_tokenizer,
+    reset_accelerate_state,
+    subprocess_env,
+    tiny_args,
+)
+
+RESULT_KEYS = {"task_name", "eval_samples", "train_samples", "train_runtime", "epoch", "best_step"}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return build_tiny_assets(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # no progress bars in the test log
+    reset_accelerate_state()
+    yield
+    reset_accelerate_state()
+
+
+def run(argv):
+    reset_accelerate_state()
+    return run_glue_distill.main([str(a) for a in argv])
+
+
+def read_log(folder):
+    return [json.loads(line) for line in (folder / "log_history.jsonl").read_text().splitlines()]
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def teachers(assets, tmp_path_factory):
+    """Dot-product teachers fine-tuned by the script itself (`--mode finetune --student_attention dot`)."""
+    out = {}
+    for task in ("sst2", "mrpc", "stsb"):
+        folder = tmp_path_factory.mktemp(f"teacher-{task}")
+        reset_accelerate_state()
+        run(tiny_args(task, folder, assets, mode="finetune", student_attention="dot", num_train_epochs=6))
+        out[task] = folder
+    reset_accelerate_state()
+    return out
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "stsb", "mrpc"])
+def test_distillation_writes_a_hub_folder_with_metrics_and_the_loss_goes_down(assets, teachers, tmp_path, task_name):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    task = get_task(task_name)
+    teacher_config = json.loads((teachers[task_name] / "config.json").read_text())
+    assert teacher_config["model_type"] == "distilbert" and "auto_map" not in teacher_config  # plain DistilBERT
+    out = tmp_path / "student"
+    results = run(
+        tiny_args(
+            task_name,
+            out,
+            assets,
+            teacher_name_or_path=teachers[task_name],
+            num_train_epochs=6,
+            hidden_loss="cosine",
+            alpha_hidden=0.5,
+        )
+    )
+
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "configuration_inhibidistilbert.py",
+        "modeling_inhibidistilbert.py",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "tokenizer_config.json").is_file()
+    all_results = json.loads((out / "all_results.json").read_text())
+    metric_keys = {f"eval_{m}" for m in task.metrics}
+    assert set(all_results) == RESULT_KEYS | metric_keys and all_results == pytest.approx(results)
+    assert all_results["task_name"] == task_name and all_results["train_samples"] == 48
+    assert all_results["eval_samples"] == 24 and all_results["epoch"] == 6.0
+    assert set(json.loads((out / "eval_results.json").read_text())) == metric_keys
+    training_args = json.loads((out / "training_args.json").read_text())
+    assert training_args["mode"] == "distill" and training_args["student_attention"] == "inhibitor"
+    assert training_args["teacher_name_or_path"] == str(teachers[task_name])
+    assert training_args["model_name_or_path"] == str(assets["student"]) and "recipe" in training_args
+
+    log = read_log(out)
+    train_log = [r for r in log if "loss" in r]
+    assert {"loss_kd", "loss_ce", "loss_hidden", "learning_rate", "epoch"} <= set(train_log[0])
+    first, last = train_log[:4], train_log[-4:]
+    assert sum(r["loss"] for r in last) < sum(r["loss"] for r in first)
+    evals = [r for r in log if any(k.startswith("eval_") for k in r)]
+    assert len(evals) == 6 and all(metric_keys <= set(r) for r in evals)
+    best = max(evals, key=lambda r: r[f"eval_{task.main_metric}"])
+    assert all_results["best_step"] == best["step"]
+
+    # The folder is the best model: loading it through the Auto class and re-scoring the dev rows gives its metrics.
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+    assert type(model).__name__ == "InhibiDistilBertForSequenceClassification"
+    assert model.config.id2label == task.id2label
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    dev = load_task_splits(task, data_dir=assets["data"], need_train=False)["validation"]
+    encoded = tokenizer(*[list(dev[c]) for c in task.text_columns], truncation=True, max_length=64, padding=True)
+    with torch.no_grad():
+        logits = model(
+            input_ids=torch.tensor(encoded["input_ids"]), attention_mask=torch.tensor(encoded["attention_mask"])
+        ).logits
+    predictions = logits[:, 0].numpy() if task.is_regression else logits.argmax(-1).numpy()
+    rescored = compute_task_metrics(task_name, predictions, list(dev["label"]))
+    assert {f"eval_{k}": v for k, v in rescored.items()} == pytest.approx(
+        {k: all_results[k] for k in metric_keys}, abs=1e-5
+    )
+
+
+def test_resume_after_an_interruption_reaches_the_same_weights(assets, tmp_path, monkeypatch):
+    common = dict(
+        num_train_epochs=3,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        checkpointing_steps=3,
+        checkpoints_total_limit=2,
+        eval_steps=4,
+    )
+    full, part = tmp_path / "full", tmp_path / "part"
+    run(tiny_args("sst2", full, assets, **common))
+
+    original = run_glue_distill.check_finite_loss
+
+    def crash_at_step_11(accelerator, loss, components, where, last_checkpoint):
+        if where.startswith("step 11,"):
+            raise KeyboardInterrupt("simulated crash between checkpoints")
+        return original(accelerator, loss, components, where, last_checkpoint)
+
+    monkeypatch.setattr(run_glue_distill, "check_finite_loss", crash_at_step_11)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_args("sst2", part, assets, **common))
+    monkeypatch.setattr(run_glue_distill, "check_finite_loss", original)
+    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-9"]
+    state = json.loads((part / "checkpoint-9" / "trainer_state.json").read_text())
+    assert state["epoch"] == 1 and state["step_in_epoch"] == 6  # mid-epoch, mid-accumulation cycle boundary
+
+    run(tiny_args("sst2", part, assets, resume_from_checkpoint="latest", **common))
+    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-18"]
+    assert not list(part.glob(".tmp-*"))
+    for name in ("checkpoint-18/model.safetensors", "model.safetensors"):
+        a, b = load_file(full / name), load_file(part / name)
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
+    results = [json.loads((f / "all_results.json").read_text()) for f in (full, part)]
+    for r in results:
+        r.pop("train_runtime")
+    assert results[0] == results[1]
+    full_log, part_log = read_log(full), read_log(part)
+    assert [r["step"] for r in full_log] == [r["step"] for r in part_log]  # no event lost or repeated
+    assert all(a == pytest.approx(b, abs=1e-6) for a, b in zip(full_log, part_log))
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(assets, tmp_path, monkeypatch):
+    class NaNAfterFiveSteps(run_glue_distill.DistillationLoss):
+        calls = 0
+
+        def __call__(self, *args, **kwargs):
+            total, parts = super().__call__(*args, **kwargs)
+            NaNAfterFiveSteps.calls += 1
+            return (total * float("nan") if NaNAfterFiveSteps.calls == 5 else total), parts
+
+    monkeypatch.setattr(run_glue_distill, "DistillationLoss", NaNAfterFiveSteps)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"Non-finite loss \(nan\) at step 5.*checkpoint-3"):
+        run(tiny_args("sst2", out, assets, checkpointing_steps=3))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["completed_steps"] == 3
+    assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
+    monkeypatch.undo()
+    run(tiny_args("sst2", out, assets, checkpointing_steps=3, resume_from_checkpoint="latest"))
+    assert json.loads((out / "all_results.json").read_text())["epoch"] == 2.0
+
+
+def test_bad_inputs_fail_before_training_and_touch_nothing(assets, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    def fresh():
+        fresh.count += 1
+        return tmp_path / f"out{fresh.count}"
+
+    fresh.count = 0
+    with pytest.raises(SystemExit):
+        run(tiny_args("squad", fresh(), assets))
+    assert "Unknown task 'squad'" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("text,label\ngood,1\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sentence,label\n")
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("sentence,label\ngood,1\nbad,7\n")
+    cases = [
+        (DataError, "missing column", dict(train_file=wrong, validation_file=wrong)),
+        (DataError, "empty", dict(train_file=empty, validation_file=empty)),
+        (DataError, "labels the model does not have.*7", dict(train_file=unknown, validation_file=unknown)),
+        (ModelSetupError, "teacher has 1 label", dict(teacher_name_or_path=assets["teacher_stsb"])),
+        (ModelSetupError, "teacher's labels", dict(teacher_name_or_path=assets["teacher_mrpc"])),
+    ]
+    for error, message, overrides in cases:
+        out = fresh()
+        with pytest.raises(error, match=message):
+            run(tiny_args("sst2", out, assets, **overrides))
+        assert not out.exists() or not any(out.iterdir())
+
+    other_words = make_tokenizer(tmp_path / "other_tok", ["completely different words here"])
+    other_teacher = make_teacher(tmp_path / "other_teacher", other_words, 2, {0: "negative", 1: "positive"})
+    with pytest.raises(ModelSetupError, match="vocabulary"):
+        run(tiny_args("sst2", fresh(), assets, teacher_name_or_path=other_teacher))
+    same_words = AutoTokenizer.from_pretrained(assets["tokenizer"])
+    wide_teacher = make_teacher(
+        tmp_path / "wide_teacher", same_words, 2, {0: "negative", 1: "positive"}, dim=48, hidden_dim=96
+    )
+    with pytest.raises(ModelSetupError, match="hidden sizes"):
+        run(tiny_args("sst2", fresh(), assets, teacher_name_or_path=wide_teacher, hidden_loss="cosine"))
+
+    # An output folder that holds another run: nothing in it changes.
+    done = tmp_path / "done"
+    run(tiny_args("sst2", done, assets, mode="finetune", num_train_epochs=1))
+    before = snapshot(done)
+    with pytest.raises(OutputDirError, match="not empty"):
+        run(tiny_args("sst2", done, assets, mode="finetune", num_train_epochs=1))
+    with pytest.raises(OutputDirError, match="another run"):
+        run(tiny_args("mrpc", done, assets, resume_from_checkpoint="latest"))
+    assert snapshot(done) == before
+    # A student checkpoint trained for other labels.
+    with pytest.raises(ModelSetupError, match="label.*ignore_mismatched_sizes"):
+        run(tiny_args("stsb", fresh(), assets, model_name_or_path=done, mode="finetune"))
+    # --overwrite_output_dir replaces the previous run
+    run(tiny_args("mrpc", done, assets, mode="finetune", num_train_epochs=1, overwrite_output_dir=True))
+    assert json.loads((done / "all_results.json").read_text())["task_name"] == "mrpc"
+
+
+def test_student_variants_dot_layer_map_bf16_and_tensorboard(assets, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    # dot-product student under the identical recipe: a plain DistilBERT folder (no remote code needed)
+    dot = tmp_path / "dot"
+    run(tiny_args("sst2", dot, assets, student_attention="dot", num_train_epochs=1))
+    assert (
+        type(AutoModelForSequenceClassification.from_pretrained(dot)).__name__ == "DistilBertForSequenceClassification"
+    )
+    # a shallower inhibitor student (1 layer) aligned to the 2-layer teacher through the layer map, with overrides
+    shallow = make_student_init(
+        tmp_path / "shallow_init", AutoTokenizer.from_pretrained(assets["tokenizer"]), n_layers=1
+    )
+    out = tmp_path / "shallow"
+    run(
+        tiny_args(
+            "sst2",
+            out,
+            assets,
+            model_name_or_path=shallow,
+            hidden_loss="cosine+mse",
+            layer_map="1:2",
+            center_scores="false",
+            output_scale_init=0.1,
+            scalar_learning_rate=1e-2,
+            num_train_epochs=1,
+            mixed_precision="bf16",
+            report_to="tensorboard",
+        )
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["n_layers"] == 1 and config["center_scores"] is False and config["output_scale_init"] == 0.1
+    log = [r for r in read_log(out) if "loss" in r]
+    assert "loss_hidden" in log[0] and log[0]["learning_rate_inhibitor_scalars"] != log[0]["learning_rate"]
+    assert json.loads((out / "training_args.json").read_text())["resolved_mixed_precision"] == "bf16"
+    assert list((out / "runs").rglob("events.out.tfevents.*"))
+
+
+def test_general_distillation_then_task_finetuning(assets, tmp_path):
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertForMaskedLM,
+        DistilBertModel,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(assets["tokenizer"])
+    torch.manual_seed(0)
+    teachers = {}
+    for name, cls in (("mlm", DistilBertForMaskedLM), ("encoder", DistilBertModel)):
+        teachers[name] = tmp_path / f"teacher_{name}"
+        cls(DistilBertConfig(vocab_size=len(tokenizer), **TINY)).save_pretrained(teachers[name])
+        tokenizer.save_pretrained(teachers[name])
+    common = [
+        "--text_sources", "sst2,mrpc", "--data_dir", assets["data"], "--max_seq_length", "64",
+        "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--num_train_epochs", "2",
+        "--logging_steps", "2", "--validation_split_percentage", "10",
+    ]  # fmt: skip
+    for name, components in (("mlm", {"loss_kd", "loss_mlm", "loss_hidden"}), ("encoder", {"loss_hidden"})):
+        out = tmp_path / f"general_{name}"
+        reset_accelerate_state()
+        results = run_distill_general.main(
+            [str(a) for a in ["--teacher_name_or_path", teachers[name], "--output_dir", out, *common]]
+        )
+        assert {f"eval_{c}" for c in components} | {"eval_loss"} == {k for k in results if k.startswith("eval_")} - {
+            "eval_samples"
+        }
+        assert components <= set(read_log(out)[0])
+        assert json.loads((out / "training_args.json").read_text())["has_mlm_head"] is (name == "mlm")
+    student = AutoModelForMaskedLM.from_pretrained(tmp_path / "general_mlm", trust_remote_code=True)
+    assert type(student).__name__ == "InhibiDistilBertForMaskedLM"
+    # the general-purpose checkpoint is what the task script starts from
+    task_out = tmp_path / "task"
+    run(
+        tiny_args(
+            "sst2", task_out, assets, mode="finetune", model_name_or_path=tmp_path / "general_mlm", num_train_epochs=1
+        )
+    )
+    assert json.loads((task_out / "config.json").read_text())["architectures"] == [
+        "InhibiDistilBertForSequenceClassification"
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_metrics_as_one(assets, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo) versus one process accumulating the same 2 micro-batches.
+
+    (`accelerate launch --cpu --num_processes 2` starts a single process in accelerate 1.x unless MPI is set up;
+    `--multi_gpu` on a machine without GPU, which the scripts turn into a gloo CPU group, starts two.)
+    """
+    common = dict(
+        task_name="mrpc",
+        model_name_or_path=assets["student_nodrop"],
+        teacher_name_or_path=assets["teacher_mrpc"],
+        per_device_train_batch_size=4,
+        max_eval_samples=23,  # odd: the second process gets a padded last batch that gather_for_metrics drops
+    )
+    one = tmp_path / "one"
+    run(tiny_args("mrpc", one, assets, gradient_accumulation_steps=2, **common))
+    two = tmp_path / "two"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), str(REPO_ROOT / "run_glue_distill.py"),
+        *tiny_args("mrpc", two, assets, **common),
+    ]  # fmt: skip
+    env = dict(subprocess_env(), CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="true")  # CPU processes, gloo
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((two / "training_args.json").read_text())["num_processes"] == 2
+    results = [json.loads((f / "all_results.json").read_text()) for f in (one, two)]
+    for r in results:
+        r.pop("train_runtime")
+    assert results[0] == pytest.approx(results[1], abs=1e-6)
+    assert results[1]["eval_samples"] == 23
+    a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -1,0 +1,203 @@
+"""Distillation losses and the training helpers: soft targets, hidden alignment, masking, optimizer groups, recipes."""
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_inhibidistilbert.distill.checkpointing import TrainerState
+from modeling_inhibidistilbert.distill.losses import (
+    DistillationLoss,
+    hidden_state_loss,
+    mask_tokens,
+    masked_soft_target_loss,
+    parse_layer_map,
+    soft_target_loss,
+)
+from modeling_inhibidistilbert.distill.training import (
+    OutputDirError,
+    parameter_groups,
+    parse_args_with_recipe,
+    prepare_output_dir,
+    str2bool,
+)
+
+
+def test_soft_target_loss_is_temperature_scaled_kl():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(4, 3), torch.randn(4, 3)
+    temperature = 3.0
+    p_teacher = F.softmax(teacher / temperature, -1)
+    expected = (p_teacher * (p_teacher.log() - F.log_softmax(student / temperature, -1))).sum(-1).mean()
+    assert float(soft_target_loss(student, teacher, temperature)) == pytest.approx(
+        float(expected) * temperature**2, rel=1e-5
+    )
+    assert float(soft_target_loss(teacher, teacher, temperature)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_loss_combines_weighted_terms_and_finetunes_on_labels_alone():
+    torch.manual_seed(0)
+    student = SimpleNamespace(logits=torch.randn(5, 2, requires_grad=True), hidden_states=None)
+    teacher = SimpleNamespace(logits=torch.randn(5, 2), hidden_states=None)
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    loss_fn = DistillationLoss(is_regression=False, alpha_kd=0.7, alpha_ce=0.3, temperature=2.0)
+    total, parts = loss_fn(student, labels, teacher)
+    assert set(parts) == {"loss_kd", "loss_ce"}
+    assert total.item() == pytest.approx(0.7 * parts["loss_kd"].item() + 0.3 * parts["loss_ce"].item())
+    total.backward()
+    assert student.logits.grad is not None
+    finetune, parts = loss_fn(student, labels, None)
+    assert set(parts) == {"loss_ce"}
+    assert finetune.item() == pytest.approx(F.cross_entropy(student.logits, labels).item())
+
+
+def test_regression_distillation_uses_mse_on_the_teacher_score():
+    student = SimpleNamespace(logits=torch.tensor([[1.0], [2.0]]), hidden_states=None)
+    teacher = SimpleNamespace(logits=torch.tensor([[1.5], [2.0]]), hidden_states=None)
+    loss_fn = DistillationLoss(is_regression=True, alpha_kd=1.0, alpha_ce=1.0)
+    _, parts = loss_fn(student, torch.tensor([1.0, 3.0]), teacher)
+    assert float(parts["loss_kd"]) == pytest.approx(0.125) and float(parts["loss_ce"]) == pytest.approx(0.5)
+
+
+def test_hidden_state_loss_ignores_padding_and_maps_layers():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    student = tuple(torch.randn(2, 4, 8) for _ in range(3))
+    teacher = tuple(torch.randn(2, 4, 8) for _ in range(5))
+    layer_map = parse_layer_map(None, 2, 4)
+    assert layer_map == [(1, 2), (2, 4)]
+    for kind in ("cosine", "mse", "cosine+mse"):
+        loss = hidden_state_loss(student, teacher, mask, layer_map, kind)
+        changed = tuple(h.clone() for h in student)
+        for h in changed:
+            h[~mask.bool()] = 1e3  # padded positions must not count
+        assert float(hidden_state_loss(changed, teacher, mask, layer_map, kind)) == pytest.approx(float(loss))
+    same = hidden_state_loss(teacher, teacher, mask, [(1, 1), (4, 4)], "cosine+mse")
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_layer_map_parsing():
+    assert parse_layer_map(None, 3, 3) == [(1, 1), (2, 2), (3, 3)]
+    assert parse_layer_map("last", 3, 6) == [(3, 6)]
+    assert parse_layer_map("0:0, 1:2,3:6", 3, 6) == [(0, 0), (1, 2), (3, 6)]
+    assert parse_layer_map([[1, 2]], 3, 6) == [(1, 2)]
+    with pytest.raises(ValueError, match="out of range"):
+        parse_layer_map("4:6", 3, 6)
+    with pytest.raises(ValueError, match="student:teacher"):
+        parse_layer_map("1-2", 3, 6)
+
+
+def test_mask_tokens_is_reproducible_and_spares_special_tokens():
+    ids = torch.randint(5, 100, (8, 32))
+    special = torch.zeros_like(ids)
+    special[:, 0] = special[:, -1] = 1
+    first = mask_tokens(ids, special, 4, 100, 0.15, torch.Generator().manual_seed(3))
+    second = mask_tokens(ids, special, 4, 100, 0.15, torch.Generator().manual_seed(3))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    masked, labels = first
+    assert (labels[:, 0] == -100).all() and (labels[:, -1] == -100).all()
+    chosen = labels != -100
+    assert 0.05 < chosen.float().mean() < 0.3
+    assert torch.equal(labels[chosen], ids[chosen]) and torch.equal(masked[~chosen], ids[~chosen])
+    assert (masked[chosen] == 4).float().mean() > 0.5  # most chosen tokens become [MASK]
+    logits = torch.randn(8, 32, 100)
+    assert float(masked_soft_target_loss(logits, logits, labels, 2.0)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_optimizer_groups_exempt_biases_layernorm_and_give_scalars_their_own_rate(tiny_config):
+    from modeling_inhibidistilbert import InhibiDistilBertForSequenceClassification
+
+    model = InhibiDistilBertForSequenceClassification(tiny_config)
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 0.01, scalar_learning_rate=5e-2)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = [names[id(p)] for p in groups["decay"]["params"]]
+    no_decay = [names[id(p)] for p in groups["no_decay"]["params"]]
+    scalars = [names[id(p)] for p in groups["inhibitor_scalars"]["params"]]
+    assert groups["decay"]["weight_decay"] == 0.01 and groups["no_decay"]["weight_decay"] == 0.0
+    assert all(not n.endswith("bias") and "layer_norm" not in n and "LayerNorm" not in n for n in decay)
+    assert any("LayerNorm.weight" in n for n in no_decay) and any("sa_layer_norm.weight" in n for n in no_decay)
+    assert len(scalars) == 3 * tiny_config.n_layers and groups["inhibitor_scalars"]["lr"] == 5e-2
+    assert groups["inhibitor_scalars"]["weight_decay"] == 0.0
+    assert len(decay) + len(no_decay) + len(scalars) == len(list(model.parameters()))
+
+
+def test_best_model_choice_handles_nan_and_direction():
+    state = TrainerState()
+    assert state.is_better(float("nan"))  # the first evaluation always counts
+    state.best_metric = float("nan")
+    assert state.is_better(0.1)
+    state.best_metric = 0.5
+    assert not state.is_better(float("nan")) and not state.is_better(0.5) and state.is_better(0.6)
+    assert state.is_better(0.4, greater_is_better=False)
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    parser.add_argument("--learning_rate", type=float, default=1.0)
+    parser.add_argument("--num_train_epochs", type=float, default=3)
+    parser.add_argument("--center_scores", type=str2bool)
+    parser.add_argument("--pad_to_max_length", action="store_true")
+    return parser
+
+
+def test_recipe_values_are_defaults_and_the_command_line_wins(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 3.0e-5\nnum_train_epochs: 5\ncenter_scores: false\npad_to_max_length: true\n")
+    args = parse_args_with_recipe(_parser(), ["--config", str(recipe), "--num_train_epochs", "2"])
+    assert args.learning_rate == 3e-5 and args.num_train_epochs == 2.0
+    assert args.center_scores is False and args.pad_to_max_length is True
+    assert args.recipe == str(recipe) and args.recipe_values["num_train_epochs"] == 5
+    recipe.write_text("learning_rat: 1.0\n")
+    with pytest.raises(SystemExit, match="unknown argument.*learning_rat"):
+        parse_args_with_recipe(_parser(), ["--config", str(recipe)])
+
+
+def test_shipped_recipes_parse_with_the_script(tmp_path):
+    import run_glue_distill
+
+    from .distill_fixtures import REPO_ROOT
+
+    for recipe in sorted((REPO_ROOT / "configuration").glob("*.yaml")):
+        if recipe.name.startswith("accelerate_") or recipe.name == "general.yaml":
+            continue
+        args = run_glue_distill.parse_args(
+            ["--config", str(recipe), "--model_name_or_path", "m", "--output_dir", "o", "--mode", "finetune"]
+        )
+        assert args.task_name == recipe.stem and args.learning_rate > 0
+    import run_distill_general
+
+    general = run_distill_general.parse_args(
+        [
+            "--config",
+            str(REPO_ROOT / "configuration" / "general.yaml"),
+            "--teacher_name_or_path",
+            "t",
+            "--output_dir",
+            "o",
+        ]
+    )
+    assert general.alpha_kd == 5.0 and general.text_sources == "sst2,imdb"
+
+
+def test_output_dir_rules(tmp_path):
+    identity = {"task_name": "sst2", "mode": "distill"}
+    assert prepare_output_dir(tmp_path / "new", identity, None, overwrite=False) is None
+    folder = tmp_path / "used"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputDirError, match="not empty.*--overwrite_output_dir"):
+        prepare_output_dir(folder, identity, None, overwrite=False)
+    with pytest.raises(OutputDirError, match="holds no run"):
+        prepare_output_dir(folder, identity, "latest", overwrite=False)
+    (folder / "training_args.json").write_text(json.dumps({"task_name": "cola", "mode": "distill"}))
+    with pytest.raises(OutputDirError, match="another run.*task_name"):
+        prepare_output_dir(folder, identity, "latest", overwrite=False)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    (folder / "checkpoint-3").mkdir()
+    prepare_output_dir(folder, identity, None, overwrite=True)
+    assert not (folder / "checkpoint-3").exists() and not (folder / "training_args.json").exists()
+    assert (folder / "notes.txt").exists()  # only what a run of the scripts writes is removed

@@ -1,0 +1,160 @@
+"""Task data from a GLUE-layout folder or from files: Hub column names, Hub label ids, clear errors."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from modeling_inhibidistilbert.distill.data import (
+    DataError,
+    load_task_splits,
+    load_text_corpus,
+    read_table,
+    tokenize_splits,
+)
+from modeling_inhibidistilbert.distill.tasks import TASKS, get_task
+
+from .distill_fixtures import SHARED_DATA, make_tokenizer, write_glue_fixture
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory):
+    return write_glue_fixture(tmp_path_factory.mktemp("glue"), n_train=30, n_dev=12)
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "cola", "mrpc", "stsb", "rte"])
+def test_glue_layout_folder_loads_with_hub_columns_and_labels(glue_dir, task_name):
+    task = get_task(task_name)
+    splits = load_task_splits(task, data_dir=glue_dir)
+    assert set(splits) == {"train", "validation"}
+    assert len(splits["train"]) == 30 and len(splits["validation"]) == 12
+    for split in splits.values():
+        assert split.column_names == [*task.text_columns, "label"]
+        if task.is_regression:
+            assert all(0.0 <= score <= 5.0 for score in split["label"])
+        else:
+            assert split.features["label"].names == list(task.label_names)  # the Hub's names, in its order
+            assert set(split["label"]) <= set(range(task.num_labels))
+        assert all(isinstance(text, str) and text for text in split[task.text_columns[0]])
+
+
+def test_rte_string_labels_map_to_hub_ids(glue_dir):
+    frame = read_table(glue_dir / "RTE" / "dev.tsv")
+    split = load_task_splits(get_task("rte"), data_dir=glue_dir)["validation"]
+    expected = [{"entailment": 0, "not_entailment": 1}[label] for label in frame["label"]]
+    assert split["label"] == expected
+
+
+def test_mrpc_byte_order_mark_and_cola_missing_header_are_handled(glue_dir):
+    mrpc = read_table(glue_dir / "MRPC" / "train.tsv", get_task("mrpc"))
+    assert mrpc.columns[0] == "Quality"
+    cola = load_task_splits(get_task("cola"), data_dir=glue_dir)["train"]
+    first = (glue_dir / "CoLA" / "train.tsv").read_text().splitlines()[0].split("\t")
+    assert cola[0]["sentence"] == first[3] and cola[0]["label"] == int(first[1])
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+@pytest.mark.parametrize(
+    "task_name, rows", [("sst2", 872), ("cola", 1043), ("mrpc", 408), ("rte", 277), ("stsb", 1500), ("qnli", 5463)]
+)
+def test_real_dev_files_read_completely_with_quoting_off(task_name, rows):
+    splits = load_task_splits(get_task(task_name), data_dir=SHARED_DATA, need_train=False)
+    assert len(splits["validation"]) == rows
+
+
+def test_data_dir_comes_from_the_environment(glue_dir, monkeypatch):
+    monkeypatch.setenv("INHIBI_DATA_DIR", str(glue_dir))
+    assert len(load_task_splits(get_task("sst2"))["validation"]) == 12
+
+
+@pytest.mark.parametrize("suffix", ["csv", "json", "parquet", "tsv"])
+def test_train_and_validation_files_in_every_format(tmp_path, suffix):
+    frame = pd.DataFrame(
+        {"sentence1": ["a b", "c d", "e f"], "sentence2": ["g", "h", "i"], "label": ["entailment", 1, "0"]}
+    )
+    path = tmp_path / f"rte.{suffix}"
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    elif suffix == "json":
+        path.write_text("\n".join(json.dumps({k: str(v) for k, v in row.items()}) for row in frame.to_dict("records")))
+    elif suffix == "parquet":
+        frame.astype(str).to_parquet(path)
+    else:
+        frame.to_csv(path, sep="\t", index=False)
+    splits = load_task_splits(get_task("rte"), train_file=path, validation_file=path)
+    assert splits["train"]["label"] == [0, 1, 0]
+    assert splits["validation"]["sentence2"] == ["g", "h", "i"]
+
+
+def test_original_glue_column_names_are_accepted_in_files(tmp_path):
+    path = tmp_path / "mrpc.tsv"
+    path.write_text('Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tHe said "yes.\tHe agreed.\n')
+    split = load_task_splits(get_task("mrpc"), train_file=path, validation_file=path)["train"]
+    assert split[0] == {"sentence1": 'He said "yes.', "sentence2": "He agreed.", "label": 1}
+
+
+def test_mnli_has_matched_and_mismatched_splits(tmp_path):
+    (tmp_path / "MNLI").mkdir()
+    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tgold_label\n"
+    for name in ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"):
+        rows = "0\t1\t1g\tfiction\tA man sleeps.\tA person rests.\tentailment\n1\t2\t2c\tfiction\tIt rains.\tIt is dry.\tcontradiction\n"
+        (tmp_path / "MNLI" / name).write_text(header + rows)
+    splits = load_task_splits(get_task("mnli"), data_dir=tmp_path)
+    assert set(splits) == {"train", "validation", "validation_mm"}
+    assert splits["validation_mm"]["label"] == [0, 2]
+    assert splits["train"].column_names == ["premise", "hypothesis", "label"]
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown task 'squad'.*cola"):
+        get_task("squad")
+    assert get_task("SST-2") is TASKS["sst2"] and get_task("STS-B") is TASKS["stsb"]
+
+
+def test_missing_columns_empty_data_and_unknown_labels_are_clear_errors(tmp_path):
+    task = get_task("sst2")
+    wrong = tmp_path / "wrong.csv"
+    pd.DataFrame({"text": ["good"], "label": [1]}).to_csv(wrong, index=False)
+    with pytest.raises(DataError, match="missing column.*sentence"):
+        load_task_splits(task, train_file=wrong, validation_file=wrong)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sentence,label\n")
+    with pytest.raises(DataError, match="empty"):
+        load_task_splits(task, train_file=empty, validation_file=empty)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"sentence": ["a", "b", "c"], "label": [0, 2, "neutral"]}).to_csv(bad, index=False)
+    with pytest.raises(DataError, match="labels the model does not have.*2, neutral"):
+        load_task_splits(task, train_file=bad, validation_file=bad)
+    scores = tmp_path / "scores.csv"
+    pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": ["high"]}).to_csv(scores, index=False)
+    with pytest.raises(DataError, match="numeric scores"):
+        load_task_splits(get_task("stsb"), train_file=scores, validation_file=scores)
+
+
+def test_missing_task_folder_in_data_dir_is_a_clear_error(glue_dir):
+    with pytest.raises(DataError, match="QQP/train.tsv"):
+        load_task_splits(get_task("qqp"), data_dir=glue_dir)
+    with pytest.raises(DataError, match="does not exist"):
+        load_task_splits(get_task("sst2"), data_dir=glue_dir / "nowhere")
+
+
+def test_tokenization_encodes_pairs_and_keeps_labels(glue_dir, tmp_path):
+    from .distill_fixtures import fixture_texts
+
+    tokenizer = make_tokenizer(tmp_path / "tok", fixture_texts(glue_dir))
+    task = get_task("mrpc")
+    splits = load_task_splits(task, data_dir=glue_dir)
+    encoded = tokenize_splits(splits, tokenizer, task, max_seq_length=24)
+    row = encoded["validation"][0]
+    assert row["input_ids"].count(tokenizer.sep_token_id) == 2 and len(row["input_ids"]) <= 24
+    assert encoded["validation"]["labels"] == splits["validation"]["label"]
+    assert tokenizer.unk_token_id not in row["input_ids"]
+
+
+def test_text_corpus_from_tasks_and_files(glue_dir, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("first line\n\nsecond line\n")
+    corpus = load_text_corpus(["sst2", "mrpc"], [lines], data_dir=glue_dir)
+    assert len(corpus) == 30 + 2 * 30 + 2  # SST-2 sentences, both MRPC sentences, two non-empty lines
+    with pytest.raises(DataError, match="No text"):
+        load_text_corpus([], [])
