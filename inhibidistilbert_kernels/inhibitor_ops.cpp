@@ -24,6 +24,16 @@
 
 namespace {
 
+// Element operations below which at::parallel_for should not split work (ATen's own GRAIN_SIZE, which lives in
+// TensorIterator.h, not in the headers we include).
+constexpr int64_t kGrainOps = 32768;
+
+// Tasks per thread for at::parallel_for: enough that a thread gets at least about kGrainOps element operations, so
+// tiny calls (unit tests, gradcheck, short sequences) run inline instead of waking the thread pool, whose start-up costs more than the work and, on a loaded machine, a whole scheduler time slice.
+int64_t grain_for(int64_t ops_per_task) {
+  return std::max<int64_t>(1, kGrainOps / std::max<int64_t>(1, ops_per_task));
+}
+
 // Tensors the kernels read row by row need a unit stride along the head dimension.
 at::Tensor unit_inner_stride(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
 
@@ -143,11 +153,12 @@ std::tuple<at::Tensor, at::Tensor> inhibitor_forward(const at::Tensor& query, co
     const int64_t packed_stride = inhibitor::forward_packed_size<T>(s.nk, s.d);
     at::Tensor packed = at::empty({bh_count * packed_stride}, q.options());
     T* packed_ptr = packed.data_ptr<T>();
-    at::parallel_for(0, bh_count, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, bh_count, grain_for(s.nk * s.d), [&](int64_t begin, int64_t end) {
       for (int64_t bh = begin; bh < end; ++bh) kernels.pack_forward(heads(bh), packed_ptr + bh * packed_stride);
     });
     const int64_t tiles = (s.nq + inhibitor::TILE_ROWS - 1) / inhibitor::TILE_ROWS;
-    at::parallel_for(0, bh_count * tiles, 1, [&](int64_t begin, int64_t end) {
+    const int64_t tile_ops = std::min(s.nq, inhibitor::TILE_ROWS) * s.nk * s.d;
+    at::parallel_for(0, bh_count * tiles, grain_for(tile_ops), [&](int64_t begin, int64_t end) {
       at::Tensor work = at::empty({inhibitor::forward_work_size<T>(s.nk, s.d)}, q.options());
       for (int64_t task = begin; task < end; ++task) {
         const int64_t bh = task / tiles, row0 = (task % tiles) * inhibitor::TILE_ROWS;
@@ -189,7 +200,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       const auto& kernels = inhibitor::cpu_kernels<T>();
       const Heads<T> heads{q,          k,          v,          s, index, per_head<T>(score_scale), per_head<T>(shift),
                            per_head<T>(output_scale), signed_inhibition, center};
-      at::parallel_for(0, bh_count, 1, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, bh_count, grain_for(s.nq * s.nk * s.d), [&](int64_t begin, int64_t end) {
         at::Tensor work = at::empty({inhibitor::backward_work_size<T>(s.nk, s.d)}, q.options());
         for (int64_t bh = begin; bh < end; ++bh) {
           const inhibitor::BackwardIO<T> io{row_ptr<T>(g, bh, s.heads),
@@ -246,7 +257,7 @@ at::Tensor inhibitor_int8_forward(const at::Tensor& query, const at::Tensor& key
   const float* sqk_p = sqk.data_ptr<float>();
   const float* sv_p = sv.data_ptr<float>();
   const int64_t bh_count = s.batch * s.heads;
-  at::parallel_for(0, bh_count, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, bh_count, grain_for(s.nq * s.nk * s.d / 4), [&](int64_t begin, int64_t end) {
     at::Tensor work = at::empty({inhibitor::int8_work_bytes(s.nk, s.d)}, q.options().dtype(at::kByte));
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.heads, h = bh % s.heads;

@@ -119,9 +119,13 @@ class InhibiDistilBertConfig(PretrainedConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"InhibiDistilBertConfig.{name} must be a positive integer, got {value!r}.")
         if self.dim % self.n_heads != 0:
+            divisors = [h for h in range(1, self.dim + 1) if self.dim % h == 0]
+            below = max(h for h in divisors if h < self.n_heads)
+            nearest = [below] + [h for h in divisors if h > self.n_heads][:1]
             raise ValueError(
-                f"InhibiDistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads}): "
-                f"choose n_heads among the divisors of dim, e.g. {self.dim // max(1, self.dim // self.n_heads)}."
+                f"InhibiDistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads}): set n_heads "
+                f"to a divisor of dim (nearest: {' or '.join(map(str, nearest))}) or dim to a multiple of n_heads "
+                f"(e.g. {self.dim + (-self.dim) % self.n_heads})."
             )
         for name in ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"):
             value = getattr(self, name)

@@ -2,8 +2,9 @@
 
 `publish(folder, repo_id)` is the one entry point that `hub_upload.py` and the distillation script's `--push_to_hub`
 share. It runs `check_folder` (refusing any folder that would not load from the Hub), builds the model card with
-`build_model_card` (metadata and model-index read from the run's own `all_results.json`, never typed by hand), then
-uploads an allow-list of files in a single commit. The folder itself is never modified.
+`build_model_card` (metadata and model-index read from the run's own `all_results.json`, never typed by hand), has
+the Hub validate the card's metadata, then uploads an allow-list of files in a single commit. The folder itself is
+never modified.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, get_token
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import get_session, hf_raise_for_status
 
 from .configuration_inhibidistilbert import AUTO_MAP
 
@@ -103,6 +105,10 @@ HYPERPARAMETERS = (
     "hidden_loss",
     "layer_map",
     "metric_for_best_model",
+    "text_sources",
+    "train_files",
+    "alpha_mlm",
+    "mlm_probability",
     "seed",
 )
 SECRET_KEY = re.compile(r"token|secret|password|passwd|credential|api_key|auth", re.IGNORECASE)
@@ -460,7 +466,7 @@ def build_model_card(
     model_name = repo_id.split("/")[-1]
     eval_results = _eval_results(results, task) if results else []
     tags = ["inhibitor-attention", "inhibidistilbert", "distilbert", "custom_code"]
-    if args.get("mode") == "distill":
+    if args.get("mode") == "distill" or _is_general(args):
         tags.append("knowledge-distillation")
     if dataset:
         tags.append("glue" if dataset[0] == "nyu-mll/glue" else task)
@@ -557,7 +563,11 @@ def _intro_section(model_name: str, task: str | None, dataset, args: Mapping, ba
         f"InhibiDistilBERT: DistilBERT whose softmax attention is replaced by *inhibitor attention* (Manhattan-distance "
         f"scores and ReLU inhibition, no softmax and no query-key dot product), {what}.",
     ]
-    if args.get("mode") == "distill" and args.get("teacher_name_or_path"):
+    if _is_general(args) and args.get("teacher_name_or_path"):
+        lines.append(
+            f"It was trained by task-agnostic knowledge distillation from `{_public_value(args['teacher_name_or_path'])}`."
+        )
+    elif args.get("mode") == "distill" and args.get("teacher_name_or_path"):
         lines.append(
             f"It was trained by task-specific knowledge distillation from `{_public_value(args['teacher_name_or_path'])}`."
         )
@@ -726,6 +736,20 @@ def _training_section(args: Mapping, results: Mapping | None) -> str:
         )
     elif mode == "finetune":
         lines.append("Fine-tuning on the task's labels (no teacher).")
+    elif _is_general(args):
+        hidden = args.get("hidden_loss") or "cosine"
+        recipe = (
+            "DistilBERT's recipe: Loss = `alpha_kd` · T² · KL(teacher ‖ student) on the masked positions + "
+            f"`alpha_mlm` · the masked-LM loss + `alpha_hidden` · {hidden} loss between student and teacher hidden "
+            "states"
+            if args.get("has_mlm_head")
+            else f"hidden-state alignment alone (`alpha_hidden` · {hidden} loss between mapped student and teacher "
+            "layers), since the teacher has no masked-LM head"
+        )
+        lines.append(
+            f"Task-agnostic knowledge distillation on unlabeled text, {recipe}. The checkpoint with the lowest "
+            "held-out loss is kept; fine-tune or distil it per task."
+        )
     elif not args:
         lines.append("The training folder held no `training_args.json`, so the recipe is not recorded here.")
     shown = [k for k in HYPERPARAMETERS if k in args and not SECRET_KEY.search(k)]
@@ -744,6 +768,11 @@ def _training_section(args: Mapping, results: Mapping | None) -> str:
         lines += [f"- `{k}`: `{_public_value(args[k])}`" for k in others]
         lines += ["", "</details>"]
     return "\n".join(lines)
+
+
+def _is_general(args: Mapping) -> bool:
+    """Whether the run is task-agnostic distillation (`run_distill_general.py` records `task_name: general`)."""
+    return args.get("task_name") == "general"
 
 
 def _attention_section() -> str:
@@ -825,8 +854,9 @@ def publish(
     and the generated README.md; nothing else from the folder. `token` defaults to huggingface_hub's usual sources
     (`HF_TOKEN`, the saved login) and is never printed or logged; `endpoint` defaults to `HF_ENDPOINT`. `revision`
     names a branch (created from main when missing); `create_pr` opens a pull request instead of pushing.
-    `dry_run` checks the folder and builds the card but contacts no server. Raises `FolderCheckError` for a folder
-    that must not be published and `PublishError` when the upload fails (nothing is committed then).
+    `dry_run` checks the folder and builds the card but contacts no server; otherwise the Hub validates the card's
+    metadata before anything is created or uploaded. Raises `FolderCheckError` for a folder that must not be
+    published (a card the Hub rejects included) and `PublishError` when the upload fails (nothing is committed then).
     """
     if not HUB_ID.match(repo_id):
         raise ValueError(f"repo_id must read OWNER/NAME (letters, digits, '-', '_', '.'), got {repo_id!r}.")
@@ -845,6 +875,7 @@ def publish(
     ]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
     message = commit_message or f"Upload {report.architecture} from {report.folder.name}"
+    _validate_card(card, api.endpoint, report.folder)
     try:
         result.repo_url = str(api.create_repo(repo_id, private=private, exist_ok=True))
         if revision is not None and not create_pr:
@@ -872,6 +903,37 @@ def publish(
     result.commit_url, result.commit_oid, result.pr_url = commit.commit_url, commit.oid, commit.pr_url
     logger.info("Published %s to %s (%s)", report.folder, repo_id, commit.commit_url)
     return result
+
+
+def _validate_card(card: ModelCard, endpoint: str, folder: Path) -> None:
+    """Have the Hub at `endpoint` validate the card's metadata (`/api/validate-yaml`) before anything is uploaded.
+
+    `ModelCard.validate` would ask `HF_ENDPOINT`, not the `--endpoint` of this upload, hence the request here.
+    """
+    try:
+        response = get_session().post(
+            f"{endpoint}/api/validate-yaml",
+            json={"repoType": "model", "content": str(card)},
+            headers={"Accept": "text/plain"},
+        )
+        if response.status_code == 400:
+            try:
+                errors = [e.get("message", str(e)) for e in response.json().get("errors", [])]
+            except (ValueError, AttributeError):
+                errors = []
+            raise FolderCheckError(
+                folder,
+                f"the Hub rejects the generated model card's metadata: {'; '.join(errors) or response.text}.",
+                "check the folder's all_results.json and training_args.json (the card is built from them); run with "
+                "--dry_run to read the card.",
+            )
+        hf_raise_for_status(response)
+    except FolderCheckError:
+        raise
+    except Exception as err:
+        raise PublishError(
+            f"Could not reach {endpoint} to validate the model card: {_describe_error(err)}\nNothing was uploaded."
+        ) from err
 
 
 def _describe_error(err: BaseException) -> str:

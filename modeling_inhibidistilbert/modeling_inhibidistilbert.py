@@ -53,7 +53,9 @@ def attention_mask_to_allowed(
     mask = attention_mask
     if mask.dtype.is_floating_point:
         # Additive masks hold 0 and large negatives; multiplicative masks hold 0 and 1.
-        mask = mask > torch.finfo(mask.dtype).min / 2 if bool((mask < 0).any()) else mask > 0.5
+        # An all-zero float mask is an additive mask that masks nothing (as `(1 - mask) * finfo.min` gives).
+        additive = bool((mask < 0).any()) or not bool(mask.any())
+        mask = mask > torch.finfo(mask.dtype).min / 2 if additive else mask > 0.5
     else:
         mask = mask.bool()
     if mask.dim() == 2:
@@ -118,13 +120,19 @@ def inhibitor_attention_cdist(
       unsigned: sum_j relu(V_jl - Zbar_ij) = 0.5 * (sum_j V_jl - sum_j Zbar_ij + sum_j |Zbar_ij - V_jl|)
       signed:   sum_j [relu(V - Zbar) + min(0, V + Zbar)] = 0.5 * (sum_j V_jl + sum_j |Zbar_ij - V+_jl| - sum_j |Zbar_ij - V-_jl|)
     where V+ = relu(V), V- = relu(-V), and sum_j |A_ij - B_jl| is `torch.cdist(A, B^T, p=1)`.
-    A masked pair (i, j) gets Zbar_ij = C >= max|V| + 1, which makes each of its terms cancel exactly to zero.
+    Masked keys: a padded key j gets V_j = 0 and Zbar_ij = 0, so every one of its terms is exactly zero (no rounding).
+    A per-query mask cannot zero V_j for some rows only; there a masked pair gets Zbar_ij = C >= max|V| + 1, which
+    makes its terms cancel to zero (up to float rounding).
     """
     scores = inhibitor_scores(query, key, score_scale, shift, allowed, center)
     zbar = scores
     if allowed is not None:
-        big = value.detach().abs().amax(dim=(-2, -1), keepdim=True) + 1.0
-        zbar = torch.where(allowed, scores, big)
+        if allowed.shape[-2] == 1:  # key-padding mask
+            value = value * allowed.transpose(-1, -2)
+            zbar = scores * allowed
+        else:
+            big = value.detach().abs().amax(dim=(-2, -1), keepdim=True) + 1.0
+            zbar = torch.where(allowed, scores, big)
     value_sum = value.sum(dim=-2, keepdim=True)
     if signed:
         head_dim = value.shape[-1]
@@ -413,6 +421,16 @@ class InhibiDistilBertModel(InhibiDistilBertPreTrainedModel):
     ) -> BaseModelOutput | tuple:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids must have shape [batch, length], got {tuple(input_ids.shape)}; for one sequence pass "
+                "input_ids[None] (or let the tokenizer return tensors with return_tensors='pt')."
+            )
+        if inputs_embeds is not None and (inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.dim):
+            raise ValueError(
+                f"inputs_embeds must have shape [batch, length, {self.config.dim}] (config.dim), got "
+                f"{tuple(inputs_embeds.shape)}."
+            )
         if output_attentions is None:
             output_attentions = getattr(self.config, "output_attentions", False)
         if output_hidden_states is None:

@@ -119,6 +119,9 @@ def test_attention_mask_forms_normalise_to_the_same_key_mask(make_mask):
 def test_no_mask_and_all_ones_mask_are_the_same():
     assert attention_mask_to_allowed(None, 2, 5) is None
     assert attention_mask_to_allowed(torch.ones(2, 5), 2, 5) is None
+    # an additive float mask with nothing masked, as `(1 - mask) * finfo.min` gives for unpadded inputs, is all zeros
+    assert attention_mask_to_allowed(torch.zeros(2, 1, 5, 5), 2, 5) is None
+    assert attention_mask_to_allowed(torch.zeros(2, 5), 2, 5) is None
 
 
 def test_wrong_mask_shape_is_a_clear_error():

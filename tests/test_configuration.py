@@ -1,5 +1,7 @@
 """InhibiDistilBertConfig: DistilBERT's fields and names, the inhibitor settings, and clear errors on bad values."""
 
+import re
+
 import pytest
 from transformers import DistilBertConfig
 
@@ -45,6 +47,9 @@ def test_config_round_trips_with_full_auto_map(tmp_path):
     [
         ({"dim": 100, "n_heads": 12}, "dim"),
         ({"n_layers": 0}, "n_layers"),
+        ({"n_heads": 0}, "n_heads"),
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"max_position_embeddings": 2.5}, "max_position_embeddings"),
         ({"hidden_dim": -5}, "hidden_dim"),
         ({"activation": "softmax"}, "activation"),
         ({"score_scale_init": -1.0}, "score_scale_init"),
@@ -56,3 +61,24 @@ def test_config_round_trips_with_full_auto_map(tmp_path):
 def test_invalid_values_raise_a_value_error_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         InhibiDistilBertConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fix",
+    [
+        ({"dim": 100, "n_heads": 12}, r"nearest: 10 or 20\) or dim to a multiple of n_heads \(e\.g\. 108\)"),
+        ({"dim": 768, "n_heads": 7}, r"nearest: 6 or 8\) or dim to a multiple of n_heads \(e\.g\. 770\)"),
+        ({"n_layers": 0}, "must be a positive integer"),
+        ({"activation": "softmax"}, "use one of gelu, relu"),
+        ({"score_scale_init": -1.0}, "must be non-negative"),
+    ],
+)
+def test_error_messages_name_a_fix_that_works(kwargs, fix):
+    with pytest.raises(ValueError, match=fix) as info:
+        InhibiDistilBertConfig(**kwargs)
+    suggested = re.search(r"nearest: (\d+) or (\d+)\) or dim to a multiple of n_heads \(e\.g\. (\d+)", str(info.value))
+    if suggested:  # every suggestion gives a valid config
+        first, second, dim = map(int, suggested.groups())
+        InhibiDistilBertConfig(dim=kwargs["dim"], n_heads=first)
+        InhibiDistilBertConfig(dim=kwargs["dim"], n_heads=second)
+        InhibiDistilBertConfig(dim=dim, n_heads=kwargs["n_heads"])

@@ -120,5 +120,17 @@ def test_real_minilm_converts_and_the_dot_student_matches_it(tmp_path):
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(got[real], expected[real], rtol=1e-4, atol=1e-5)
     student, report = init_student_from_pretrained(folder, head="sequence-classification", num_labels=2)
-    assert len(report.copied) == 100 and all("attention" in n or "classifier" in n for n in report.new)
-    assert student(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits.shape == (2, 2)
+    scalars = {
+        f"distilbert.transformer.layer.{i}.attention.{p}"
+        for i in range(6)
+        for p in ("score_scale", "shift", "output_scale")
+    }
+    heads = {f"{head}.{kind}" for head in ("pre_classifier", "classifier") for kind in ("weight", "bias")}
+    assert len(report.copied) == 100 and set(report.new) == scalars | heads
+    assert "pooler.dense.weight" in report.dropped and len(report.folded) == 1
+    student.eval()
+    with torch.no_grad():
+        out = student(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+    assert out.logits.shape == (2, 2) and torch.isfinite(out.logits).all()
+    assert all(torch.isfinite(h[real]).all() for h in out.hidden_states)
+    assert not torch.allclose(out.hidden_states[-1][real], expected[real], atol=1e-2)  # the inhibitor really runs

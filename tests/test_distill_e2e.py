@@ -164,14 +164,24 @@ def test_resume_after_an_interruption_reaches_the_same_weights(assets, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         run(tiny_args("sst2", part, assets, **common))
     monkeypatch.setattr(run_glue_distill, "check_finite_loss", original)
-    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-9"]
-    state = json.loads((part / "checkpoint-9" / "trainer_state.json").read_text())
+    assert sorted(p.name for p in (part / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-9"]
+    state = json.loads((part / "checkpoints" / "checkpoint-9" / "trainer_state.json").read_text())
     assert state["epoch"] == 1 and state["step_in_epoch"] == 6  # mid-epoch, mid-accumulation cycle boundary
 
-    run(tiny_args("sst2", part, assets, resume_from_checkpoint="latest", **common))
-    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-18"]
-    assert not list(part.glob(".tmp-*"))
-    for name in ("checkpoint-18/model.safetensors", "model.safetensors"):
+    # experiments/reproduce.py reruns an interrupted command with `--resume_from_checkpoint latest
+    # --overwrite_output_dir`: that resumes (18 of the 36 micro-batches left), it does not wipe and restart.
+    calls = []
+
+    def count_micro_batches(accelerator, loss, components, where, last_checkpoint):
+        calls.append(where)
+        return original(accelerator, loss, components, where, last_checkpoint)
+
+    monkeypatch.setattr(run_glue_distill, "check_finite_loss", count_micro_batches)
+    run(tiny_args("sst2", part, assets, resume_from_checkpoint="latest", overwrite_output_dir=True, **common))
+    assert len(calls) == 18 and calls[0].startswith("step 10,")
+    assert sorted(p.name for p in (part / "checkpoints").glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-18"]
+    assert not list((part / "checkpoints").glob(".tmp-*"))
+    for name in ("checkpoints/checkpoint-18/model.safetensors", "model.safetensors"):
         a, b = load_file(full / name), load_file(part / name)
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
     results = [json.loads((f / "all_results.json").read_text()) for f in (full, part)]
@@ -181,6 +191,11 @@ def test_resume_after_an_interruption_reaches_the_same_weights(assets, tmp_path,
     full_log, part_log = read_log(full), read_log(part)
     assert [r["step"] for r in full_log] == [r["step"] for r in part_log]  # no event lost or repeated
     assert all(a == pytest.approx(b, abs=1e-6) for a, b in zip(full_log, part_log))
+    # evaluation every 4 optimizer steps and at the end; the best of them is the exported model
+    evals = [r for r in full_log if "eval_accuracy" in r]
+    assert [r["step"] for r in evals] == [4, 8, 12, 16, 18]
+    best = max(evals, key=lambda r: r["eval_accuracy"])  # the first of equals wins (strictly better replaces)
+    assert results[0]["best_step"] == best["step"] and results[0]["eval_accuracy"] == best["eval_accuracy"]
 
 
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(assets, tmp_path, monkeypatch):
@@ -196,12 +211,37 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(ass
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match=r"Non-finite loss \(nan\) at step 5.*checkpoint-3"):
         run(tiny_args("sst2", out, assets, checkpointing_steps=3))
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
-    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["completed_steps"] == 3
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
+    assert json.loads((out / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())["completed_steps"] == 3
     assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
     monkeypatch.undo()
     run(tiny_args("sst2", out, assets, checkpointing_steps=3, resume_from_checkpoint="latest"))
     assert json.loads((out / "all_results.json").read_text())["epoch"] == 2.0
+
+
+def test_the_teacher_is_frozen_in_eval_mode_under_no_grad_and_never_prepared(assets, tmp_path, monkeypatch):
+    seen = []
+    original = run_glue_distill.load_teacher
+
+    def watched_teacher(*args, **kwargs):
+        teacher = original(*args, **kwargs)
+        teacher.register_forward_hook(
+            lambda module, inputs, outputs: seen.append(
+                (module.training, torch.is_grad_enabled(), outputs.logits.requires_grad)
+            )
+        )
+        watched_teacher.model = teacher
+        return teacher
+
+    monkeypatch.setattr(run_glue_distill, "load_teacher", watched_teacher)
+    before = {k: v.clone() for k, v in load_file(assets["teacher_sst2"] / "model.safetensors").items()}
+    run(tiny_args("sst2", tmp_path / "out", assets, num_train_epochs=1))
+    teacher = watched_teacher.model
+    assert type(teacher).__name__ == "DistilBertForSequenceClassification"  # not wrapped (no DDP, no prepare)
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert len(seen) == 6 and all(state == (False, False, False) for state in seen)  # 48 rows / batch 8
+    after = teacher.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k in after)
 
 
 def test_bad_inputs_fail_before_training_and_touch_nothing(assets, tmp_path, capsys):
@@ -351,7 +391,7 @@ def test_two_processes_give_the_same_metrics_as_one(assets, tmp_path):
     """`accelerate launch` with 2 CPU processes (gloo) versus one process accumulating the same 2 micro-batches.
 
     (`accelerate launch --cpu --num_processes 2` starts a single process in accelerate 1.x unless MPI is set up;
-    `--multi_gpu` on a machine without GPU, which the scripts turn into a gloo CPU group, starts two.)
+    `--multi_gpu` on a machine without GPU, which the scripts turn into a gloo CPU group, starts two. Both are run.)
     """
     common = dict(
         task_name="mrpc",
@@ -380,3 +420,19 @@ def test_two_processes_give_the_same_metrics_as_one(assets, tmp_path):
     assert results[1]["eval_samples"] == 23
     a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+    # The literal `accelerate launch --cpu --num_processes 2`: the same job and metrics, because Accelerate starts one
+    # process here (no mpirun); the script says so instead of pretending.
+    cpu = tmp_path / "cpu"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(REPO_ROOT / "run_glue_distill.py"), *tiny_args("mrpc", cpu, assets, gradient_accumulation_steps=2, **common),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "started one process" in done.stderr
+    assert json.loads((cpu / "training_args.json").read_text())["num_processes"] == 1
+    cpu_results = json.loads((cpu / "all_results.json").read_text())
+    cpu_results.pop("train_runtime")
+    assert cpu_results == pytest.approx(results[0], abs=1e-6)

@@ -197,7 +197,57 @@ def test_output_dir_rules(tmp_path):
     with pytest.raises(OutputDirError, match="another run.*task_name"):
         prepare_output_dir(folder, identity, "latest", overwrite=False)
     assert (folder / "notes.txt").read_text() == "keep me"
-    (folder / "checkpoint-3").mkdir()
+    (folder / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     prepare_output_dir(folder, identity, None, overwrite=True)
-    assert not (folder / "checkpoint-3").exists() and not (folder / "training_args.json").exists()
+    assert not (folder / "checkpoints").exists() and not (folder / "training_args.json").exists()
     assert (folder / "notes.txt").exists()  # only what a run of the scripts writes is removed
+
+
+def test_output_dir_resume_semantics(tmp_path):
+    """`latest` resumes what is there and never removes it; it starts over only where nothing is lost."""
+    identity = {"task_name": "sst2", "mode": "distill"}
+    fresh = tmp_path / "fresh"
+    assert prepare_output_dir(fresh, identity, "latest", overwrite=False) is None  # missing folder: from scratch
+    fresh.mkdir()
+    assert prepare_output_dir(fresh, identity, "latest", overwrite=True) is None  # empty folder: from scratch
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints" / "best_model-2").mkdir(parents=True)
+    (folder / "training_args.json").write_text(json.dumps(identity))
+    (folder / "log_history.jsonl").write_text("{}\n")
+    # an attempt of the same run stopped before its first checkpoint: it starts again, its partial files go
+    assert prepare_output_dir(folder, identity, "latest", overwrite=False) is None
+    assert not (folder / "checkpoints").exists() and not (folder / "log_history.jsonl").exists()
+
+    (folder / "training_args.json").write_text(json.dumps(identity))
+    for step in (3, 6):
+        (folder / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoints" / ".tmp-checkpoint-9").mkdir()  # a save that was interrupted: never picked
+    for overwrite in (False, True):  # with or without --overwrite_output_dir: resume, keep every checkpoint
+        assert prepare_output_dir(folder, identity, "latest", overwrite=overwrite) == (
+            folder / "checkpoints" / "checkpoint-6"
+        )
+        assert (folder / "checkpoints" / "checkpoint-3").is_dir() and (folder / "training_args.json").is_file()
+    explicit = folder / "checkpoints" / "checkpoint-3"
+    assert prepare_output_dir(folder, identity, str(explicit), overwrite=False) == explicit
+
+    other = {"task_name": "cola", "mode": "distill"}
+    with pytest.raises(OutputDirError, match="another run"):
+        prepare_output_dir(folder, other, "latest", overwrite=False)
+    with pytest.raises(OutputDirError, match="another run"):
+        prepare_output_dir(folder, other, str(explicit), overwrite=True)
+    assert (folder / "checkpoints" / "checkpoint-6").is_dir()
+    barrier_calls = []
+    assert prepare_output_dir(folder, other, "latest", overwrite=True, barrier=lambda: barrier_calls.append(1)) is None
+    assert barrier_calls == [1] and not (folder / "checkpoints").exists()  # overwrite: the other run is replaced
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "training_args.json").write_text(json.dumps(identity))
+    (finished / "all_results.json").write_text("{}")
+    with pytest.raises(OutputDirError, match="finished.*--overwrite_output_dir"):
+        prepare_output_dir(finished, identity, "latest", overwrite=False)
+    assert (finished / "all_results.json").is_file()
+    assert prepare_output_dir(finished, identity, "latest", overwrite=True) is None
+    assert not (finished / "all_results.json").exists()

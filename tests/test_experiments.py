@@ -67,3 +67,67 @@ def test_report_tables_come_from_the_results_file(tmp_path):
     assert "| ts-inhibitor | 83.5 ± 0.7 | 83.5 |" in text
     assert "macro: -2.00 points" in text
     assert (tmp_path / "docs/results_scores.png").stat().st_size > 0
+
+
+def test_cpu_scale_keeps_three_student_seeds_and_runs_teachers_first():
+    runs = reproduce.build_grid(["sst2", "mrpc", "imdb"], [1, 2, 3], scale="cpu")
+    students = [r for r in runs if r.role == "student" and r.group == "main"]
+    assert sorted(r.seed for r in students if r.task == "mrpc" and r.name == "ts-inhibitor") == [1, 2, 3]
+    assert [r.seed for r in runs if r.role == "teacher" and r.task == "mrpc"] == [1]  # one teacher per task
+    assert all(r.teacher_seed == 1 for r in students)
+    order = [reproduce.run_priority(r) for r in runs]
+    assert order == sorted(order) and runs[0].role == "teacher"
+    names = [r.name for r in runs]
+    assert names.index("general-inhibitor") < names.index("ta-inhibitor")  # the task-agnostic init exists first
+    imdb = next(r for r in students if r.task == "imdb")
+    assert imdb.args["max_eval_samples"] == 2000 and imdb.args["max_train_samples"] == 2000
+    # every student of a task distils from the one teacher, with identical flags for both attentions
+    by = {(r.name, r.seed): r for r in runs if r.task == "mrpc"}
+    dot = reproduce.command_for(by[("ts-dot", 3)], Path("/o"), None, "/minilm")
+    inh = reproduce.command_for(by[("ts-inhibitor", 3)], Path("/o"), None, "/minilm")
+    assert "/o/mrpc/teacher-seed1" in dot
+    assert [(a, b) for a, b in zip(dot, inh) if a != b] == [
+        ("dot", "inhibitor"),
+        ("/o/mrpc/ts-dot-seed3", "/o/mrpc/ts-inhibitor-seed3"),
+    ]
+
+
+def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tmp_path):
+    import export_best
+    from transformers import BertTokenizer
+
+    from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertForSequenceClassification
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film"]
+    rows = []
+    for model, attention, acc in (
+        ("teacher", "dot", 0.9),
+        ("ts-dot", "dot", 0.85),
+        ("ts-inhibitor", "inhibitor", 0.84),
+    ):
+        for seed, shift in ((1, 0.0), (2, 0.02)):
+            folder = tmp_path / "runs" / f"{model}-{seed}"
+            metrics = {"task_name": "sst2", "eval_accuracy": acc + shift, "eval_samples": 8}
+            if attention == "inhibitor":
+                config = InhibiDistilBertConfig(
+                    vocab_size=len(words), dim=16, hidden_dim=32, n_layers=1, n_heads=2, max_position_embeddings=16,
+                    id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+                )  # fmt: skip
+                InhibiDistilBertForSequenceClassification(config).save_pretrained(folder)
+                BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder)
+                (folder / "checkpoints").mkdir()
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "all_results.json").write_text(json.dumps(metrics))
+            rows.append(
+                {"run_id": f"sst2/{model}/seed{seed}", "task": "sst2", "model": model, "role": "student" if model != "teacher" else "teacher",
+                 "attention": attention, "seed": seed, "group": "main", "metrics": metrics, "output_dir": str(folder)}
+            )  # fmt: skip
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join(json.dumps(r) for r in rows))
+    export_best.main([str(results), "--out", str(tmp_path / "hub"), "--owner", "me"])
+    out = tmp_path / "hub" / "inhibidistilbert-minilm-sst2"
+    assert (out / "model.safetensors").is_file() and not (out / "checkpoints").exists()
+    card = (out / "README.md").read_text()
+    assert "me/inhibidistilbert-minilm-sst2" in card and "inhibitor-attention" in card
+    assert "0.86" in card  # the best inhibitor run is seed 2 (0.84 + 0.02), its own metrics in the card
+    assert "0.87" in card and "0.92" in card  # the dot-product student and the teacher of that seed

@@ -158,3 +158,106 @@ def test_text_corpus_from_tasks_and_files(glue_dir, tmp_path):
     assert len(corpus) == 30 + 2 * 30 + 2  # SST-2 sentences, both MRPC sentences, two non-empty lines
     with pytest.raises(DataError, match="No text"):
         load_text_corpus([], [])
+
+
+# The Hub's column names, label names (index = label id) and evaluation splits, as `nyu-mll/glue` and
+# `stanfordnlp/imdb` publish them: the registry must agree, so a model trained on either source means the same labels.
+HUB_TASKS = {
+    "cola": (("sentence",), ["unacceptable", "acceptable"], ["validation"]),
+    "sst2": (("sentence",), ["negative", "positive"], ["validation"]),
+    "mrpc": (("sentence1", "sentence2"), ["not_equivalent", "equivalent"], ["validation"]),
+    "stsb": (("sentence1", "sentence2"), None, ["validation"]),
+    "qqp": (("question1", "question2"), ["not_duplicate", "duplicate"], ["validation"]),
+    "mnli": (
+        ("premise", "hypothesis"),
+        ["entailment", "neutral", "contradiction"],
+        ["validation_matched", "validation_mismatched"],
+    ),
+    "qnli": (("question", "sentence"), ["entailment", "not_entailment"], ["validation"]),
+    "rte": (("sentence1", "sentence2"), ["entailment", "not_entailment"], ["validation"]),
+    "wnli": (("sentence1", "sentence2"), ["not_entailment", "entailment"], ["validation"]),
+    "imdb": (("text",), ["neg", "pos"], ["test"]),
+}
+
+
+def test_registry_matches_the_hub_columns_labels_and_splits():
+    assert set(TASKS) == set(HUB_TASKS)
+    for name, (columns, labels, eval_splits) in HUB_TASKS.items():
+        task = get_task(name)
+        assert task.text_columns == columns, name
+        assert (list(task.label_names) if task.label_names else None) == labels, name
+        assert list(task.eval_splits.values()) == eval_splits, name
+        assert (task.hub_path, task.hub_config) == (
+            ("stanfordnlp/imdb", None) if name == "imdb" else ("nyu-mll/glue", name)
+        )
+
+
+def _fake_hub_dataset(task, rows: int = 4):
+    """A DatasetDict shaped like the Hub's: the task's columns, an `idx` column, ClassLabel (or float) labels."""
+    import datasets
+
+    columns, labels, eval_splits = HUB_TASKS[task.name]
+    features = {column: datasets.Value("string") for column in columns}
+    features["label"] = datasets.Value("float32") if labels is None else datasets.ClassLabel(names=labels)
+    features["idx"] = datasets.Value("int32")
+    splits = {}
+    for split in ["train", *eval_splits]:
+        data = {column: [f"{split} {column} {i}" for i in range(rows)] for column in columns}
+        data["label"] = [float(i) for i in range(rows)] if labels is None else [i % len(labels) for i in range(rows)]
+        data["idx"] = list(range(rows))
+        splits[split] = datasets.Dataset.from_dict(data, features=datasets.Features(features))
+    return datasets.DatasetDict(splits)
+
+
+@pytest.mark.parametrize("task_name", ["mnli", "stsb", "imdb"])
+def test_without_data_dir_the_hub_data_set_is_loaded_with_the_same_columns(monkeypatch, task_name):
+    import datasets
+
+    task = get_task(task_name)
+    calls = []
+
+    def load_dataset(path, name=None, **kwargs):
+        calls.append((path, name))
+        return _fake_hub_dataset(task)
+
+    monkeypatch.delenv("INHIBI_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    splits = load_task_splits(task)
+    assert calls == [(task.hub_path, task.hub_config)]  # one download for every split
+    assert set(splits) == {"train", *(f"validation{suffix}" for suffix in task.eval_splits)}
+    for name, split in splits.items():
+        assert split.column_names == [*task.text_columns, "label"]  # the Hub's extra `idx` is dropped
+        hub_split = "train" if name == "train" else task.eval_splits[name.removeprefix("validation")]
+        assert split[task.text_columns[0]][0] == f"{hub_split} {task.text_columns[0]} 0"
+    if task.is_regression:
+        assert splits["train"]["label"] == [0.0, 1.0, 2.0, 3.0]
+    else:
+        assert splits["train"].features["label"].names == list(task.label_names)
+
+
+def test_hub_split_without_labels_is_a_clear_error(monkeypatch):
+    import datasets
+
+    task = get_task("sst2")
+    monkeypatch.delenv("INHIBI_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: _fake_hub_dataset(task).remove_columns("label"))
+    with pytest.raises(DataError, match="nyu-mll/glue/sst2:train: missing column.*label"):
+        load_task_splits(task)
+
+
+def test_imdb_parquet_folder_loads_with_hub_labels(tmp_path):
+    (tmp_path / "IMDB").mkdir()
+    for name in ("train", "test"):  # the layout and columns of ../shared/data/IMDB
+        pd.DataFrame(
+            {"text": ["Great film.<br />Loved it", "Dull."], "label": [1, 0], "rating": [9, 2], "review_id": [0, 1]}
+        ).to_parquet(tmp_path / "IMDB" / f"{name}.parquet")
+    splits = load_task_splits(get_task("imdb"), data_dir=tmp_path)
+    assert set(splits) == {"train", "validation"}
+    assert splits["validation"].column_names == ["text", "label"]
+    assert splits["validation"]["label"] == [1, 0] and splits["validation"].features["label"].names == ["neg", "pos"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "IMDB").is_dir(), reason="needs ../shared/data/IMDB")
+def test_real_imdb_test_split_reads_completely():
+    split = load_task_splits(get_task("imdb"), data_dir=SHARED_DATA, need_train=False)["validation"]
+    assert len(split) == 25_000 and sum(split["label"]) == 12_500

@@ -245,6 +245,7 @@ def test_upload_then_load_from_hub_in_fresh_process_gives_identical_logits(folde
     out = capfd.readouterr()
     assert TOKEN not in out.out + out.err
     assert hub.authorizations and set(hub.authorizations) == {f"Bearer {TOKEN}"}
+    assert hub.requests[0] == ("POST", "/api/validate-yaml")  # the Hub checked the card before the repo was made
 
     # One commit holding the allow-listed files; weights through plain LFS; the folder untouched.
     repo = hub.repos[REPO_ID]
@@ -420,6 +421,10 @@ def _rename_key(state):
     state["pre_classifier.weights"] = state.pop("pre_classifier.weight")
 
 
+def _nan_weights(state):
+    state["pre_classifier.weight"] = torch.full_like(state["pre_classifier.weight"], float("nan"))
+
+
 @pytest.mark.parametrize(
     ("breaker", "reason"),
     [
@@ -439,6 +444,7 @@ def _rename_key(state):
             _edit_weights(_rename_key), "missing keys: pre_classifier.weight; unexpected keys", id="weights-other-keys"
         ),
         pytest.param(_remove("tokenizer.json", "tokenizer_config.json"), "no tokenizer", id="no-tokenizer"),
+        pytest.param(_edit_weights(_nan_weights), "does not run on one example.*NaN", id="weights-nan"),
     ],
 )
 def test_broken_folder_is_refused_with_the_reason(folder, breaker, reason):
@@ -490,3 +496,82 @@ def test_create_pr_and_revision_commit_elsewhere_than_main(folder, hub):
     result = publish(folder, REPO_ID, endpoint=hub.url, token=TOKEN, revision="v1")
     assert set(hub.files(REPO_ID, "v1")) == UPLOADED | {".gitattributes"}
     assert set(hub.files(REPO_ID)) == {".gitattributes"}
+
+
+def test_card_the_hub_rejects_is_refused_before_anything_is_created(folder, hub, capfd):
+    hub.fail("validate_yaml", 400, "model-index: metric value must be a number")
+    args = [str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]
+    assert hub_upload.main(args) == 2
+    err = capfd.readouterr().err
+    assert "the Hub rejects the generated model card" in err and "metric value must be a number" in err
+    assert hub.write_requests() == [("POST", "/api/validate-yaml")] and REPO_ID not in hub.repos
+
+
+def test_cli_private_revision_and_commit_message(folder, hub):
+    args = [str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]
+    assert hub_upload.main([*args, "--private", "--revision", "v1", "--commit_message", "Add the SST-2 student"]) == 0
+    repo = hub.repos[REPO_ID]
+    assert repo.private is True
+    assert set(hub.files(REPO_ID, "v1")) == UPLOADED | {".gitattributes"} and set(hub.files(REPO_ID)) == {
+        ".gitattributes"
+    }
+    assert repo.commits[repo.refs["v1"]].message == "Add the SST-2 student"
+    public = "inhibi-tests/public"
+    assert hub_upload.main([str(folder), "--repo_id", public, "--token", TOKEN, "--endpoint", hub.url]) == 0
+    assert hub.repos[public].private is False
+
+
+def test_token_and_endpoint_come_from_the_environment(folder, hub, tmp_path):
+    """No --token, no --endpoint: huggingface_hub's usual sources (HF_TOKEN, HF_ENDPOINT), in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_TOKEN=TOKEN,
+        HF_HOME=str(tmp_path / "cli_hf_home"),
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "hub_upload.py"), str(folder), "--repo_id", REPO_ID],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert set(hub.authorizations) == {f"Bearer {TOKEN}"}
+    assert set(hub.files(REPO_ID)) == UPLOADED | {".gitattributes"}
+
+
+@pytest.mark.parametrize("has_mlm_head", [True, False])
+def test_card_of_a_task_agnostic_run_describes_its_recipe(folder, has_mlm_head):
+    args = {
+        "task_name": "general",
+        "teacher_name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
+        "model_name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
+        "student_attention": "inhibitor",
+        "text_sources": "sst2,imdb",
+        "alpha_kd": 5.0,
+        "alpha_mlm": 2.0,
+        "alpha_hidden": 1.0,
+        "hidden_loss": "cosine",
+        "has_mlm_head": has_mlm_head,
+    }
+    _write_json(folder / "training_args.json", args)
+    _write_json(folder / "all_results.json", {"task_name": "general", "eval_loss": 0.42, "eval_loss_hidden": 0.42})
+    card = build_model_card(folder, REPO_ID)
+    metadata = _front_matter(str(card))
+    assert "model-index" not in metadata and "knowledge-distillation" in metadata["tags"]
+    body = card.text
+    assert "task-agnostic knowledge distillation from `sentence-transformers/all-MiniLM-L6-v2`" in body
+    assert "| `text_sources` | `sst2,imdb` |" in body and "| `alpha_mlm` | `2.0` |" in body
+    if has_mlm_head:
+        assert "masked-LM loss" in body and "on the masked positions" in body
+    else:
+        assert "hidden-state alignment alone" in body and "masked-LM loss" not in body

@@ -188,3 +188,46 @@ def test_bf16_forward_runs_and_stays_close(tiny_config):
     out = model.to(torch.bfloat16)(ids, attention_mask=mask).last_hidden_state
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref, rtol=0.1, atol=0.15)
+
+
+@pytest.mark.parametrize("bad", ["1d_ids", "3d_ids", "embeds_dim"])
+def test_wrong_input_shapes_are_clear_errors(tiny_config, bad):
+    model = InhibiDistilBertModel(tiny_config)
+    if bad == "1d_ids":
+        with pytest.raises(ValueError, match=r"\[batch, length\].*input_ids\[None\]"):
+            model(torch.ones(7, dtype=torch.long))
+    elif bad == "3d_ids":
+        with pytest.raises(ValueError, match=r"\[batch, length\]"):
+            model(torch.ones(2, 3, 7, dtype=torch.long))
+    else:
+        with pytest.raises(ValueError, match=rf"\[batch, length, {tiny_config.dim}\]"):
+            model(inputs_embeds=torch.randn(2, 7, tiny_config.dim + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("implementation", ["auto", "cdist"])
+def test_torch_compile_gives_the_same_outputs_and_gradients(tiny_config, implementation):
+    """`torch.compile` (inductor) of a training step: same logits and same gradients as eager, with padding.
+
+    `auto` runs the fused CPU kernel where it is importable (its custom operators have fake implementations, so the
+    graph compiles around them) and the cdist form otherwise.
+    """
+    tiny_config.inhibitor_implementation = implementation
+    torch.manual_seed(0)
+    model = InhibiDistilBertForSequenceClassification(tiny_config).eval()  # no dropout: both runs see the same graph
+    perturb_scalars(model)
+    ids, mask = inputs()
+    labels = torch.tensor([0, 1, 0])
+
+    def step(module):
+        module.zero_grad()
+        out = module(ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    eager_logits, eager_grads = step(model)
+    compiled_logits, compiled_grads = step(torch.compile(model))
+    torch.testing.assert_close(compiled_logits, eager_logits, rtol=1e-5, atol=1e-5)
+    assert compiled_grads.keys() == eager_grads.keys()
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)

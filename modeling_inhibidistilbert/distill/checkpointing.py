@@ -1,12 +1,13 @@
 """Checkpoints that resume exactly, written atomically, rotated, and the best model kept apart.
 
-A checkpoint `OUTPUT/checkpoint-<step>/` holds `accelerator.save_state` (model, optimizer, scheduler, gradient scaler,
-every process's RNG states) plus `trainer_state.json` (position: optimizer steps, epoch, micro-batches done in that
-epoch; the best evaluation so far). It is written to a hidden temporary folder first and renamed when complete, so an
-interrupted save never leaves a half checkpoint that `latest` would pick.
+Everything about the training state lives in `OUTPUT/checkpoints/`, so that `OUTPUT/` itself is the final model
+folder. A checkpoint `OUTPUT/checkpoints/checkpoint-<step>/` holds `accelerator.save_state` (model, optimizer,
+scheduler, gradient scaler, every process's RNG states) plus `trainer_state.json` (position: optimizer steps, epoch,
+micro-batches done in that epoch; the best evaluation so far). It is written to a hidden temporary folder first and
+renamed when complete, so an interrupted save never leaves a half checkpoint that `latest` would pick.
 
-The best model (by the task's main metric) is saved as a plain Hub folder `OUTPUT/best_model-<step>/`; at the end of
-training its files are copied into `OUTPUT/`, which then is the final model folder.
+The best model (by the task's main metric) is saved as a plain Hub folder `OUTPUT/checkpoints/best_model-<step>/`; at
+the end of training its files are copied into `OUTPUT/`, which then is the final model folder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint-"
 BEST_PREFIX = "best_model-"
 STATE_FILE = "trainer_state.json"
@@ -67,9 +69,14 @@ def _step_of(path: Path, prefix: str) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
+def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
+    """`OUTPUT/checkpoints`: the checkpoints and best models of the run whose model folder is `OUTPUT`."""
+    return Path(output_dir) / CHECKPOINTS_DIR
+
+
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints (those with a trainer state), oldest first."""
-    folder = Path(output_dir)
+    """Complete checkpoints (those with a trainer state) of the run in `output_dir`, oldest first."""
+    folder = checkpoints_dir(output_dir)
     if not folder.is_dir():
         return []
     found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and (p / STATE_FILE).is_file()]
@@ -79,7 +86,7 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
 
 
 def resolve_checkpoint(output_dir: str | os.PathLike, spec: str | None) -> Path | None:
-    """`latest` -> the newest complete checkpoint in `output_dir` (or `None`); a path -> that checkpoint, checked."""
+    """`latest` -> the newest complete checkpoint of `output_dir` (or `None`); a path -> that checkpoint, checked."""
     if spec in (None, ""):
         return None
     if spec == "latest":
@@ -95,22 +102,24 @@ def resolve_checkpoint(output_dir: str | os.PathLike, spec: str | None) -> Path 
 
 
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainerState, total_limit: int | None) -> Path:
-    """Save the full training state atomically as `checkpoint-<step>`, then keep only the newest `total_limit`.
+    """Save the full training state atomically as `checkpoints/checkpoint-<step>`, then keep the newest `total_limit`.
 
     Every process must call this (each saves its RNG state); the main process renames and rotates.
     """
-    output_dir = Path(output_dir)
-    final = output_dir / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
-    tmp = output_dir / f".tmp-{final.name}"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
+    folder = checkpoints_dir(output_dir)
+    final = folder / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
+    tmp = folder / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state.save(tmp)
         if final.exists():  # the same step saved again (e.g. after a resume): replace it
-            old = output_dir / f".old-{final.name}"
+            old = folder / f".old-{final.name}"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
             os.replace(tmp, final)
@@ -123,7 +132,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainerSt
 
 
 def rotate_checkpoints(output_dir: Path, total_limit: int | None) -> None:
-    """Delete the oldest checkpoints beyond `total_limit` (the newest is always kept)."""
+    """Delete the oldest checkpoints of `output_dir` beyond `total_limit` (the newest is always kept)."""
     if not total_limit or total_limit < 1:
         return
     checkpoints = list_checkpoints(output_dir)
@@ -138,13 +147,15 @@ def load_checkpoint(accelerator, checkpoint: Path) -> TrainerState:
 
 
 def save_best_model(accelerator, model, tokenizer, output_dir: str | os.PathLike, state: TrainerState) -> Path:
-    """Save the current model as `best_model-<step>` (a Hub folder, written atomically); all processes call this."""
+    """Save the current model as `checkpoints/best_model-<step>` (a Hub folder, written atomically); all processes
+    call this."""
     output_dir = Path(output_dir)
-    final = output_dir / f"{BEST_PREFIX}{state.completed_steps}"
-    tmp = output_dir / f".tmp-{final.name}"
+    final = best_model_dir(output_dir, state.completed_steps)
+    tmp = final.with_name(f".tmp-{final.name}")
     state_dict = accelerator.get_state_dict(model)  # collective under FSDP
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -161,13 +172,14 @@ def prune_best_models(output_dir: Path, keep: set[int]) -> None:
     referenced = set(keep)
     for checkpoint in list_checkpoints(output_dir):
         referenced.add(TrainerState.load(checkpoint).best_step)
-    for folder in Path(output_dir).glob(f"{BEST_PREFIX}*"):
+    for folder in checkpoints_dir(output_dir).glob(f"{BEST_PREFIX}*"):
         if folder.is_dir() and _step_of(folder, BEST_PREFIX) not in referenced:
             shutil.rmtree(folder, ignore_errors=True)
 
 
 def best_model_dir(output_dir: str | os.PathLike, step: int) -> Path:
-    return Path(output_dir) / f"{BEST_PREFIX}{step}"
+    """`OUTPUT/checkpoints/best_model-<step>`."""
+    return checkpoints_dir(output_dir) / f"{BEST_PREFIX}{step}"
 
 
 def export_best_model(output_dir: str | os.PathLike, step: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpointing import BEST_PREFIX, CHECKPOINT_PREFIX, resolve_checkpoint
+from .checkpointing import BEST_PREFIX, CHECKPOINT_PREFIX, CHECKPOINTS_DIR, resolve_checkpoint
 
 INHIBITOR_SCALARS = ("score_scale", "shift", "output_scale")
 RESULT_FILES = ("all_results.json", "eval_results.json", "training_args.json", "log_history.jsonl")
@@ -109,51 +109,73 @@ def prepare_output_dir(
     resume_from_checkpoint: str | None,
     overwrite: bool,
     is_main_process: bool = True,
+    barrier=None,
 ) -> Path | None:
     """Check the output folder before anything runs; return the checkpoint to resume from (or `None`).
 
-    - Resuming: the folder's `training_args.json` must describe the same run (`identity`: task, mode, models, ...).
-      `latest` with no checkpoint yet starts from scratch if the folder is empty or holds the same run.
-    - Not resuming: a non-empty folder is an error unless `overwrite`, which removes what a previous run wrote
-      (checkpoints, best models, result files) and lets the new model files replace the old ones.
+    Rerunning the same command after an interruption resumes; nothing else in the folder is lost silently:
+
+    - `--resume_from_checkpoint latest|PATH` with a checkpoint: resume from it. The folder's `training_args.json`
+      must describe the same run (`identity`: task, mode, models, ...); what is resumed is never removed, with or
+      without `--overwrite_output_dir`.
+    - `latest` with no checkpoint yet: start from scratch if the folder is empty or holds an unfinished attempt of the
+      same run; a folder holding anything else (another run, a finished run, other files) needs `overwrite`.
+    - No resuming: a non-empty folder is an error unless `overwrite`.
+    - `overwrite` (and nothing to resume) removes what a previous run wrote (checkpoints, best models, result files)
+      and lets the new model files replace the old ones; other files stay. With `latest` and another run in the
+      folder, `overwrite` starts over instead of failing.
+
+    Every process decides (the same verdict); `barrier` (e.g. `accelerator.wait_for_everyone`) runs after deciding
+    and before the main process cleans, so no process looks at a half-cleaned folder.
     """
     folder = Path(output_dir)
     entries = [name for name in _entries(folder) if not name.startswith(".")]
+    previous = None
+    if (folder / "training_args.json").is_file():
+        previous = json.loads((folder / "training_args.json").read_text())
+    differing = {k: (previous.get(k), v) for k, v in identity.items() if previous is not None and previous.get(k) != v}
+    checkpoint = None
     if resume_from_checkpoint:
-        previous = None
-        if (folder / "training_args.json").is_file():
-            previous = json.loads((folder / "training_args.json").read_text())
-        if previous is not None:
-            differing = {k: (previous.get(k), v) for k, v in identity.items() if previous.get(k) != v}
-            if differing:
-                details = "; ".join(f"{k}: folder has {old!r}, this run {new!r}" for k, (old, new) in differing.items())
-                raise OutputDirError(
-                    f"{folder} holds another run ({details}). Resume with the same arguments, or use another "
-                    "--output_dir (or --overwrite_output_dir without --resume_from_checkpoint to start over)."
-                )
-        checkpoint = resolve_checkpoint(folder, resume_from_checkpoint)
-        if checkpoint is None and entries and previous is None and not overwrite:
+        if differing and not (overwrite and resume_from_checkpoint == "latest"):
+            details = "; ".join(f"{k}: folder has {old!r}, this run {new!r}" for k, (old, new) in differing.items())
             raise OutputDirError(
-                f"{folder} is not empty and holds no run of this script ({', '.join(entries[:8])}); nothing to resume. "
-                "Use another --output_dir or pass --overwrite_output_dir."
+                f"{folder} holds another run ({details}). Resume with the same arguments, or use another "
+                "--output_dir (or --overwrite_output_dir to replace that run)."
             )
-        return checkpoint
-    if entries and not overwrite:
+        if not differing:
+            checkpoint = resolve_checkpoint(folder, resume_from_checkpoint)
+        if checkpoint is None and entries and not overwrite:
+            if previous is None:
+                raise OutputDirError(
+                    f"{folder} is not empty and holds no run of this script ({', '.join(entries[:8])}); nothing to "
+                    "resume. Use another --output_dir or pass --overwrite_output_dir."
+                )
+            if (folder / "all_results.json").is_file():
+                raise OutputDirError(
+                    f"{folder} holds this run, finished, and no checkpoint to resume from; pass "
+                    "--overwrite_output_dir to run it again."
+                )
+            # an attempt of this run that stopped before its first checkpoint: it starts again
+    elif entries and not overwrite:
         raise OutputDirError(
             f"{folder} is not empty ({', '.join(entries[:8])}{', ...' if len(entries) > 8 else ''}); pass "
             "--overwrite_output_dir to replace its run, --resume_from_checkpoint latest to continue it, or choose "
             "another --output_dir."
         )
-    if entries and is_main_process:
+    if barrier is not None:
+        barrier()
+    if checkpoint is None and entries and is_main_process:
         clean_output_dir(folder)
-    return None
+    return checkpoint
 
 
 def clean_output_dir(folder: Path) -> None:
     """Remove what a previous run of these scripts wrote: checkpoints, best models, results, logs, temporaries."""
     for path in folder.iterdir():
         name = path.name
-        if path.is_dir() and (name.startswith((CHECKPOINT_PREFIX, BEST_PREFIX, ".tmp-", ".old-")) or name == "runs"):
+        if path.is_dir() and (
+            name in (CHECKPOINTS_DIR, "runs") or name.startswith((CHECKPOINT_PREFIX, BEST_PREFIX, ".tmp-", ".old-"))
+        ):
             shutil.rmtree(path, ignore_errors=True)
         elif path.is_file() and (name in RESULT_FILES or name.startswith(".") and name.endswith(".tmp")):
             path.unlink()
@@ -247,6 +269,17 @@ def multi_process_without_accelerator() -> bool:
     """
     has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     return not has_accelerator and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def cpu_launch_runs_one_process() -> bool:
+    """Whether `accelerate launch --cpu --num_processes N` (N > 1) started this single process.
+
+    Without mpirun, Accelerate's `--cpu` launcher starts one process however many are asked for (it sets
+    `MASTER_PORT` but no `WORLD_SIZE`). The scripts then say so; `--multi_gpu --num_processes N` on a machine without
+    GPU starts N processes that run as one gloo group (see `multi_process_without_accelerator`).
+    """
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("true", "1", "yes")
+    return use_cpu and "MASTER_PORT" in os.environ and "WORLD_SIZE" not in os.environ
 
 
 def format_metrics(metrics: dict) -> str:

@@ -1,0 +1,76 @@
+"""Save the best inhibitor student of every task as a Hub-ready folder with a model card built from its results.
+
+    python experiments/export_best.py outputs/experiments/grid-cpu/results.jsonl --out outputs/hub --owner OWNER
+
+For each task, the inhibitor student (task-specific or task-agnostic, any seed; ablations excluded) with the best
+dev score in the results file is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
+The folder is checked as `hub_upload.py` would check it, and its README.md is the model card that `hub_upload.py`
+generates, with the teacher and the dot-product student of the same seed and recipe in the comparison table. The
+command that publishes it is printed; nothing is uploaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import load, score  # noqa: E402
+
+from modeling_inhibidistilbert.hub import publish  # noqa: E402
+
+
+def best_students(rows: list[dict]) -> dict[str, dict]:
+    """task -> the best inhibitor student run of the main grid (ties: the first in the file)."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        if row["role"] != "student" or row["attention"] != "inhibitor" or row["group"] == "ablation":
+            continue
+        if row["task"] not in best or score(row) > score(best[row["task"]]):
+            best[row["task"]] = row
+    return best
+
+
+def partner(rows: list[dict], run: dict, model: str) -> dict | None:
+    """The run named `model` of the same task and seed (the teacher: of the same task, seed 42 if it has several)."""
+    same = [r for r in rows if r["task"] == run["task"] and r["model"] == model]
+    exact = [r for r in same if r["seed"] == run["seed"]]
+    return (exact or same or [None])[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_file", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("outputs/hub"))
+    parser.add_argument("--owner", default="OWNER", help="Hub namespace for the repo ids in the cards")
+    args = parser.parse_args(argv)
+    rows = load(args.results_file)
+    for task, run in sorted(best_students(rows).items()):
+        source = Path(run["output_dir"])
+        target = args.out / f"inhibidistilbert-minilm-{task}"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for path in source.iterdir():
+            if path.is_file():
+                shutil.copy2(path, target / path.name)
+        teacher = partner(rows, run, "teacher")
+        baseline = partner(rows, run, run["model"].replace("inhibitor", "dot"))
+        extra = {}
+        if teacher:
+            extra["teacher_results"] = str(Path(teacher["output_dir"]) / "all_results.json")
+        if baseline:
+            extra["baseline_results"] = str(Path(baseline["output_dir"]) / "all_results.json")
+        repo_id = f"{args.owner}/{target.name}"
+        result = publish(target, repo_id, dry_run=True, **extra)  # the same checks and card as the upload
+        (target / "README.md").write_text(str(result.card), encoding="utf-8")
+        flags = " ".join(f"--{k} {v}" for k, v in extra.items())
+        print(f"{task}: {run['run_id']} ({score(run):.1f}) -> {target}")
+        print(f"    python hub_upload.py {target} --repo_id {repo_id} {flags}")
+
+
+if __name__ == "__main__":
+    main()
