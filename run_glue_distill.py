@@ -497,13 +497,10 @@ def main(argv: list[str] | None = None) -> dict:
         write_json_atomic(output_dir / "all_results.json", results)
         logger.info(f"Best step {state.best_step}: {format_metrics(state.best_metrics)}; saved to {output_dir}")
         if args.push_to_hub:
-            teacher_results = Path(args.teacher_name_or_path or "") / "all_results.json"
-            publish(
-                output_dir,
-                args.hub_model_id,
-                private=args.hub_private_repo,
-                teacher_results=teacher_results if teacher_results.is_file() else None,
-            )
+            teacher_results = None  # the teacher's own metrics, for the card's comparison table, when it has them
+            if args.teacher_name_or_path and (Path(args.teacher_name_or_path) / "all_results.json").is_file():
+                teacher_results = Path(args.teacher_name_or_path) / "all_results.json"
+            publish(output_dir, args.hub_model_id, private=args.hub_private_repo, teacher_results=teacher_results)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

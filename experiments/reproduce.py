@@ -144,6 +144,22 @@ def run_priority(run: Run) -> int:
     return 1 if run.seed == run.teacher_seed else 2
 
 
+def run_id_of(run: Run) -> str:
+    return f"{run.task}/{run.name}/seed{run.seed}"
+
+
+def dependencies(run: Run, runs: list[Run]) -> list[str]:
+    """Run ids that must finish first: the teacher a student distils from, the task-agnostic student it starts from."""
+    ids = {run_id_of(r) for r in runs}
+    deps = []
+    if run.role == "student" and run.mode == "distill":
+        seed = run.seed if run.teacher_seed is None else run.teacher_seed
+        deps.append(f"{run.task}/teacher/seed{seed}")
+    if run.init != "minilm":
+        deps.append(f"general/{run.init}/seed42")
+    return [d for d in deps if d in ids]
+
+
 def output_dir(root: Path, run: Run) -> Path:
     return root / run.task / f"{run.name}-seed{run.seed}"
 
@@ -226,6 +242,9 @@ def main() -> None:
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="runs at a time (each gets cores/N threads); order respects dependencies"
+    )
     args, extra = parser.parse_known_args()  # extra flags go to every run, e.g. --max_train_samples 500
 
     root = args.output_root / ("quick" if args.quick else "grid" if args.scale == "full" else f"grid-{args.scale}")
@@ -236,27 +255,13 @@ def main() -> None:
         runs = [r for r in runs if r.group == args.only or r.role in ("teacher", "general")]
     done = load_results(results_file)
     results_file.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if args.workers > 1:  # share the cores out: N single-process runs, each with its slice of the threads
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
 
-    for index, run in enumerate(runs, 1):
-        run_id = f"{run.task}/{run.name}/seed{run.seed}"
-        out = output_dir(root, run)
-        cmd = command_for(run, root, args.data_dir, minilm) + extra
-        if run_id in done:
-            print(f"[{index}/{len(runs)}] {run_id}: done, skipped")
-            continue
-        checkpoints = out / "checkpoints"
-        if checkpoints.is_dir() and any(checkpoints.iterdir()):
-            cmd += ["--resume_from_checkpoint", "latest"]
-        if out.exists():
-            cmd += ["--overwrite_output_dir"]  # the run's own folder: resume or restart it
-        print(f"[{index}/{len(runs)}] {run_id}: {' '.join(cmd)}", flush=True)
-        if args.dry_run:
-            continue
-        start = time.time()
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        metrics = json.loads((out / "all_results.json").read_text())
+    def record(run: Run, out: Path, seconds: float) -> None:
         row = {
-            "run_id": run_id,
+            "run_id": run_id_of(run),
             "task": run.task,
             "model": run.name,
             "role": run.role,
@@ -267,13 +272,54 @@ def main() -> None:
             "overrides": run.args,
             "extra_args": extra,
             "scale": "quick" if args.quick else args.scale,
-            "metrics": metrics,
-            "wall_time_s": round(time.time() - start, 1),
+            "workers": args.workers,
+            "metrics": json.loads((out / "all_results.json").read_text()),
+            "wall_time_s": round(seconds, 1),
             "hardware": hardware(),
             "output_dir": str(out),
         }
-        with results_file.open("a") as f:
+        with results_file.open("a") as f:  # one line per finished run, appended whole
             f.write(json.dumps(row) + "\n")
+        done[row["run_id"]] = row
+
+    pending = []
+    for index, run in enumerate(runs, 1):
+        if run_id_of(run) in done:
+            print(f"[{index}/{len(runs)}] {run_id_of(run)}: done, skipped")
+        else:
+            pending.append((index, run))
+    running: dict[str, tuple] = {}  # run id -> (process, run, output folder, start time)
+    while pending or running:
+        for index, run in list(pending):  # start what is ready (its teacher / task-agnostic init finished)
+            if len(running) >= args.workers:
+                break
+            if not args.dry_run and not all(dep in done for dep in dependencies(run, runs)):
+                continue
+            pending.remove((index, run))
+            out = output_dir(root, run)
+            cmd = command_for(run, root, args.data_dir, minilm) + extra
+            checkpoints = out / "checkpoints"
+            if checkpoints.is_dir() and any(checkpoints.iterdir()):
+                cmd += ["--resume_from_checkpoint", "latest"]
+            if out.exists():
+                cmd += ["--overwrite_output_dir"]  # the run's own folder: resume or restart it
+            print(f"[{index}/{len(runs)}] {run_id_of(run)}: {' '.join(cmd)}", flush=True)
+            if not args.dry_run:
+                running[run_id_of(run)] = (subprocess.Popen(cmd, cwd=ROOT, env=env), run, out, time.time())
+        if not running:
+            if pending and not args.dry_run:
+                sys.exit(f"runs wait for runs that are not in the grid: {[run_id_of(r) for _, r in pending]}")
+            continue
+        time.sleep(1)
+        for run_id, (process, run, out, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[run_id]
+            if process.returncode != 0:
+                for other, *_ in running.values():
+                    other.wait()  # let the others finish (they checkpoint), then stop
+                sys.exit(f"{run_id} failed (exit code {process.returncode}); rerun the same command to resume.")
+            record(run, out, time.time() - started)
 
     if args.quick and not args.dry_run:
         rows = load_results(results_file)

@@ -4,8 +4,10 @@ Each run is in-process (`main(argv)`) except the two-process test, which goes th
 """
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +34,7 @@ from .distill_fixtures import (
     tiny_args,
 )
 
+HUB_TOKEN = "hf_FakeE2ETestToken0123456789abcdef"
 RESULT_KEYS = {"task_name", "eval_samples", "train_samples", "train_runtime", "epoch", "best_step"}
 
 
@@ -384,6 +387,148 @@ def test_general_distillation_then_task_finetuning(assets, tmp_path):
     assert json.loads((task_out / "config.json").read_text())["architectures"] == [
         "InhibiDistilBertForSequenceClassification"
     ]
+
+
+def linear_schedule(step, warmup, total):
+    """transformers' linear schedule with warmup: the LR factor after `step` scheduler steps."""
+    return step / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+
+
+def test_linear_warmup_then_decay_is_counted_in_optimizer_steps(assets, tmp_path):
+    # 48 rows / batch 4 = 12 micro-batches, accumulated 2 by 2: 6 optimizer steps, 2 of them warming up
+    out = tmp_path / "warmup"
+    common = dict(mode="finetune", learning_rate=1e-3, scalar_learning_rate=1e-2, lr_scheduler_type="linear")
+    run(
+        tiny_args(
+            "sst2",
+            out,
+            assets,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=2,
+            num_train_epochs=1,
+            num_warmup_steps=2,
+            **common,
+        )
+    )
+    training_args = json.loads((out / "training_args.json").read_text())
+    assert training_args["max_train_steps"] == 6 and training_args["warmup_steps"] == 2
+    log = [r for r in read_log(out) if "loss" in r]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    factors = [linear_schedule(s, 2, 6) for s in range(1, 7)]
+    assert factors == [0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
+    lrs = [r["learning_rate"] for r in log]
+    assert lrs == pytest.approx([1e-3 * f for f in factors], abs=1e-12)
+    assert [r["learning_rate_inhibitor_scalars"] for r in log] == pytest.approx([1e-2 * f for f in factors], abs=1e-12)
+    assert lrs[0] < lrs[1] and all(a > b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] == 0.0
+
+    # --warmup_ratio (when --num_warmup_steps is 0) rounds up: ceil(0.3 * 5) = 2 warmup steps of 5
+    out = tmp_path / "ratio"
+    run(tiny_args("sst2", out, assets, max_train_steps=5, warmup_ratio=0.3, **common))
+    assert json.loads((out / "training_args.json").read_text())["warmup_steps"] == 2
+    lrs = [r["learning_rate"] for r in read_log(out) if "loss" in r]
+    assert lrs == pytest.approx([1e-3 * linear_schedule(s, 2, 5) for s in range(1, 6)], abs=1e-12)
+    assert lrs[-1] == 0.0
+
+
+def test_gradients_are_clipped_once_per_optimizer_step_to_max_grad_norm(assets, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    events = []
+    original_clip, original_check = Accelerator.clip_grad_norm_, run_glue_distill.check_finite_loss
+
+    def recording_clip(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        before = original_clip(self, parameters, max_norm, norm_type)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None]))
+        events.append(("clip", max_norm, self.sync_gradients, float(before), float(after)))
+        return before
+
+    def recording_check(accelerator, loss, components, where, last_checkpoint):
+        events.append(("micro-batch",))
+        return original_check(accelerator, loss, components, where, last_checkpoint)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording_clip)
+    monkeypatch.setattr(run_glue_distill, "check_finite_loss", recording_check)
+    common = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2, num_train_epochs=1)
+    run(tiny_args("sst2", tmp_path / "clipped", assets, max_grad_norm=0.05, **common))
+    # 12 micro-batches, 6 optimizer steps: clipping comes after the second micro-batch of each step, never between
+    assert [e[0] for e in events] == ["micro-batch", "micro-batch", "clip"] * 6
+    clips = [e for e in events if e[0] == "clip"]
+    assert all(max_norm == 0.05 and synced for _, max_norm, synced, _, _ in clips)
+    assert all(after == pytest.approx(min(before, 0.05), rel=1e-4) for *_, before, after in clips)
+    assert any(before > 0.05 for *_, before, _ in clips)  # the clipping did bind
+
+    events.clear()
+    run(tiny_args("sst2", tmp_path / "unclipped", assets, max_grad_norm=0, **common))
+    assert [e[0] for e in events] == ["micro-batch"] * 12  # --max_grad_norm 0 disables clipping
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """The local FakeHub (tests/fake_hub.py) as huggingface_hub's default endpoint, with a token in HF_TOKEN."""
+    from huggingface_hub import constants as hf_constants
+
+    from .fake_hub import FakeHub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)  # plain LFS: the fake Hub speaks no Xet
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # all traffic stays on 127.0.0.1
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(hf_constants, "ENDPOINT", hub.url)
+        yield hub
+
+
+def test_push_to_hub_publishes_the_best_model_with_its_card_and_results(assets, tmp_path, fake_hub):
+    from huggingface_hub import ModelCard
+
+    teacher = Path(shutil.copytree(assets["teacher_sst2"], tmp_path / "teacher"))
+    (teacher / "all_results.json").write_text(json.dumps({"task_name": "sst2", "eval_accuracy": 0.875}))
+    out = tmp_path / "student"
+    argv = tiny_args("sst2", out, assets, teacher_name_or_path=teacher, num_train_epochs=1)
+    results = run([*argv, "--push_to_hub", "--hub_model_id", "someone/tiny"])
+
+    repo = fake_hub.repos["someone/tiny"]
+    assert not repo.private and len(repo.commits) == 2  # the initial commit, then the whole folder in one commit
+    assert set(fake_hub.authorizations) == {f"Bearer {HUB_TOKEN}"}
+    files = fake_hub.files("someone/tiny")
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "configuration_inhibidistilbert.py",
+        "modeling_inhibidistilbert.py",
+        "all_results.json",
+        "eval_results.json",
+        "tokenizer_config.json",
+    ):
+        assert files.get(name) == (out / name).read_bytes(), name
+    assert json.loads(files["all_results.json"]) == pytest.approx(results)
+    assert not {"training_args.json", "log_history.jsonl"} & set(files)
+    assert not any(path.startswith("checkpoints/") for path in files)
+    assert not (out / "README.md").exists()  # the card is generated for the upload; the folder is not modified
+
+    card = ModelCard(files["README.md"].decode("utf-8"))
+    assert "knowledge-distillation" in card.data.tags and card.data.pipeline_tag == "text-classification"
+    [accuracy] = card.data.eval_results
+    assert accuracy.metric_type == "accuracy" and accuracy.metric_value == results["eval_accuracy"]
+    # the teacher's all_results.json (next to its weights) gives the comparison column
+    assert f"| Accuracy | {results['eval_accuracy']:.4f} | 0.8750 |" in card.text
+
+
+def test_finetune_push_to_hub_ignores_an_all_results_json_in_the_working_directory(
+    assets, tmp_path, fake_hub, monkeypatch
+):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "all_results.json").write_text(json.dumps({"task_name": "mrpc", "eval_accuracy": 0.5}))  # another run
+    monkeypatch.chdir(work)
+    out = tmp_path / "finetuned"
+    argv = tiny_args("sst2", out, assets, mode="finetune", num_train_epochs=1)
+    run([*argv, "--push_to_hub", "--hub_model_id", "someone/finetuned"])
+    readme = fake_hub.files("someone/finetuned")["README.md"].decode("utf-8")
+    assert "| Metric | This model (inhibitor) |\n" in readme  # no teacher column: a fine-tuned model has no teacher
 
 
 @pytest.mark.slow

@@ -183,6 +183,60 @@ def test_shipped_recipes_parse_with_the_script(tmp_path):
     assert general.alpha_kd == 5.0 and general.text_sources == "sst2,imdb"
 
 
+def test_shipped_accelerate_configs_load_and_launch_as_documented(monkeypatch):
+    """Each configuration/accelerate_*.yaml loads with Accelerate's own loader (no unknown keys) and `accelerate launch
+    --config_file` turns it into the documented mode: CPU, one GPU, DDP, or FSDP2 wrapping the models' blocks."""
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DistributedType
+    from accelerate.utils.launch import prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
+    from transformers.models.distilbert import modeling_distilbert
+
+    from modeling_inhibidistilbert import modeling_inhibidistilbert
+
+    from .distill_fixtures import REPO_ROOT
+
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    expected = {  # name: (distributed_type, processes, mixed precision, use_cpu)
+        "accelerate_cpu.yaml": (DistributedType.NO, 1, "no", True),
+        "accelerate_single_gpu.yaml": (DistributedType.NO, 1, "bf16", False),
+        "accelerate_multi_gpu.yaml": (DistributedType.MULTI_GPU, 2, "bf16", False),
+        "accelerate_fsdp.yaml": (DistributedType.FSDP, 2, "bf16", False),
+    }
+    shipped = sorted(p.name for p in (REPO_ROOT / "configuration").glob("accelerate_*.yaml"))
+    assert shipped == sorted(expected)
+    envs = {}
+    for name, (distributed_type, processes, precision, use_cpu) in expected.items():
+        path = str(REPO_ROOT / "configuration" / name)
+        config = load_config_from_file(path)
+        assert isinstance(config, ClusterConfig), name
+        assert config.distributed_type == distributed_type, name
+        assert (config.num_processes, config.num_machines, config.mixed_precision) == (processes, 1, precision), name
+        assert bool(config.use_cpu) is use_cpu, name
+
+        args = launch_command_parser().parse_args(["--config_file", path, "run_glue_distill.py"])
+        _validate_launch_command(args)
+        assert (args.multi_gpu, args.use_fsdp) == (
+            distributed_type == DistributedType.MULTI_GPU,
+            distributed_type == DistributedType.FSDP,
+        ), name
+        assert (args.num_processes, args.mixed_precision) == (processes, precision), name
+        if distributed_type == DistributedType.NO:
+            _, envs[name] = prepare_simple_launcher_cmd_env(args)
+            assert envs[name]["ACCELERATE_USE_CPU"] == str(use_cpu), name
+        else:
+            envs[name] = prepare_multi_gpu_env(args)
+        assert envs[name]["ACCELERATE_MIXED_PRECISION"] == precision, name
+    assert "ACCELERATE_USE_FSDP" not in envs["accelerate_multi_gpu.yaml"]
+    env = envs["accelerate_fsdp.yaml"]
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+    assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+    assert env["FSDP_STATE_DICT_TYPE"] == "SHARDED_STATE_DICT"
+    # the block class FSDP wraps exists under that name in both the student and the teacher architecture
+    for module in (modeling_inhibidistilbert, modeling_distilbert):
+        assert isinstance(getattr(module, env["FSDP_TRANSFORMER_CLS_TO_WRAP"], None), type), module.__name__
+
+
 def test_output_dir_rules(tmp_path):
     identity = {"task_name": "sst2", "mode": "distill"}
     assert prepare_output_dir(tmp_path / "new", identity, None, overwrite=False) is None
