@@ -47,7 +47,7 @@ from modeling_inhibidistilbert.distill.checkpointing import (
     save_checkpoint,
     write_json_atomic,
 )
-from modeling_inhibidistilbert.distill.data import DataError, load_task_splits, tokenize_splits
+from modeling_inhibidistilbert.distill.data import DataError, limit_splits, load_task_splits, tokenize_splits
 from modeling_inhibidistilbert.distill.losses import HIDDEN_LOSSES, DistillationLoss, parse_layer_map
 from modeling_inhibidistilbert.distill.metrics import compute_task_metrics, logits_to_predictions
 from modeling_inhibidistilbert.distill.models import (
@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation_mismatched_file", help="MNLI mismatched validation file (with --validation_file)")
     parser.add_argument("--max_train_samples", type=int, help="keep the first N training rows")
     parser.add_argument("--max_eval_samples", type=int, help="keep the first N rows of each validation split")
+    parser.add_argument(
+        "--subset_seed",
+        type=int,
+        help="with --max_*_samples: keep N rows drawn at random with this seed instead of the first N (for data "
+        "sorted by label, such as IMDB); every run with the same seed sees the same rows",
+    )
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--pad_to_max_length", action="store_true", help="pad every batch to max_seq_length")
     parser.add_argument("--preprocessing_num_workers", type=int)
@@ -254,11 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         splits = load_task_splits(
             task, args.data_dir, args.train_file, args.validation_file, args.validation_mismatched_file
         )
-    if args.max_train_samples is not None:
-        splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
-    if args.max_eval_samples is not None:
-        for name in [n for n in splits if n.startswith("validation")]:
-            splits[name] = splits[name].select(range(min(args.max_eval_samples, len(splits[name]))))
+    splits = limit_splits(splits, args.max_train_samples, args.max_eval_samples, args.subset_seed)
 
     # Student (inhibitor or dot-product DistilBERT, same initialisation), tokenizer, and the frozen teacher.
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)

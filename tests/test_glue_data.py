@@ -261,3 +261,21 @@ def test_imdb_parquet_folder_loads_with_hub_labels(tmp_path):
 def test_real_imdb_test_split_reads_completely():
     split = load_task_splits(get_task("imdb"), data_dir=SHARED_DATA, need_train=False)["validation"]
     assert len(split) == 25_000 and sum(split["label"]) == 12_500
+
+
+def test_subsets_are_the_first_rows_or_a_seeded_random_draw_for_sorted_data():
+    from datasets import Dataset, DatasetDict
+
+    from modeling_inhibidistilbert.distill.data import limit_splits
+
+    def sorted_splits():  # like IMDB: all negatives first
+        rows = {"text": [f"t{i}" for i in range(100)], "label": [0] * 50 + [1] * 50}
+        return DatasetDict(train=Dataset.from_dict(rows), validation=Dataset.from_dict(rows))
+
+    first = limit_splits(sorted_splits(), 20, 10)
+    assert first["train"]["text"] == [f"t{i}" for i in range(20)] and set(first["validation"]["label"]) == {0}
+    drawn = limit_splits(sorted_splits(), 20, 30, seed=0)
+    assert len(drawn["train"]) == 20 and len(drawn["validation"]) == 30
+    assert set(drawn["train"]["label"]) == {0, 1} and set(drawn["validation"]["label"]) == {0, 1}
+    assert limit_splits(sorted_splits(), 20, 30, seed=0)["train"]["text"] == drawn["train"]["text"]  # reproducible
+    assert len(limit_splits(sorted_splits(), 500, None, seed=0)["train"]) == 100  # a limit above the size keeps all

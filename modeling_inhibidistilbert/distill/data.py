@@ -275,3 +275,17 @@ def load_text_corpus(
     if not texts:
         raise DataError("No text to distil on: pass --text_sources (task names) and/or --train_files.")
     return datasets.Dataset.from_dict({"text": texts})
+
+
+def limit_splits(splits, max_train: int | None, max_eval: int | None, seed: int | None = None):
+    """Keep at most `max_train` training rows and `max_eval` rows of each validation split.
+
+    The first rows, as transformers' examples do, or with `seed` a random subset drawn with that seed (the same rows
+    for every run with the same seed), which data sorted by label (IMDB) needs.
+    """
+    for name in [n for n in splits if n == "train" or n.startswith("validation")]:
+        limit = max_train if name == "train" else max_eval
+        if limit is not None and limit < len(splits[name]):
+            rows = splits[name] if seed is None else splits[name].shuffle(seed=seed)
+            splits[name] = rows.select(range(limit))
+    return splits
