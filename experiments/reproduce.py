@@ -5,7 +5,8 @@ its metrics are appended to a results file (JSON lines) that `experiments/report
 Runs whose results are already in the file are skipped; an interrupted run resumes from its last checkpoint.
 
     python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: a few minutes
-    python experiments/reproduce.py --data_dir ../shared/data              # the whole grid (hours on a CPU)
+    python experiments/reproduce.py --scale cpu --workers 2 --data_dir ../shared/data   # the grid at CPU scale
+    python experiments/reproduce.py --data_dir ../shared/data              # the full recipes (a GPU's job)
     python experiments/reproduce.py --data_dir ../shared/data --tasks sst2 mrpc --only ablation
 """
 
@@ -65,8 +66,8 @@ def minilm_folder() -> str:
 
 # The grid at CPU scale (`--scale cpu`): the recipes' hyperparameters and losses, on the first 2,000 training rows of
 # every task (all of CoLA) for 2 epochs at a learning rate that suits so few steps, with one teacher and one task-agnostic student
-# per task (seed 42) and three student seeds on the small tasks, so that the whole grid runs in about two hours on two
-# CPU cores. `--scale full` runs the recipes as they are (full training sets: hours on a GPU).
+# per task (seed 42) and three student seeds on the small tasks: about five hours on two CPU cores with `--workers 2`
+# (56 runs of 3 to 20 minutes each; their wall times are in docs/results.md). `--scale full` runs the recipes as they are (full training sets: hours on a GPU).
 CPU_LIMITS = {
     "max_train_samples": 2000,
     "num_train_epochs": 2,
