@@ -202,8 +202,10 @@ def settings_line(rows: list[dict]) -> str:
     students = [r for r in rows if r["role"] == "student"]
     scales = sorted({r.get("scale", "full") for r in rows})
     overrides = sorted({json.dumps(r.get("overrides", {}), sort_keys=True) for r in students if r["group"] == "main"})
+    workers = sorted({r.get("workers", 1) for r in rows})
     return (
-        f"Scale: {', '.join(scales)}; per-run overrides of the recipes (main grid): {'; '.join(overrides) or 'none'}."
+        f"Scale: {', '.join(scales)}; runs at a time: {', '.join(map(str, workers))} (threads shared out); per-run "
+        f"overrides of the recipes (main grid): {'; '.join(overrides) or 'none'}."
     )
 
 
