@@ -74,6 +74,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run from anywhere in the repository
 
 from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertModel  # noqa: E402
 from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling  # noqa: E402
+from distill_throughput import FusedCallCounter  # noqa: E402  (the sibling benchmark, on sys.path[0])
 from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist  # noqa: E402
 from tests.test_attention_numerics import naive_inhibitor  # noqa: E402  (the reference the tests use)
 
@@ -729,25 +730,6 @@ def print_int8(rows):
 # WHOLE MODEL #
 
 
-class FusedCallCounter:
-    """Counts calls into the fused kernel from the modeling file (0 calls: the cdist form ran)."""
-
-    def __init__(self):
-        self.calls = 0
-        self._original = modeling.fused_inhibitor_attention
-
-    def __enter__(self):
-        if self._original is not None:
-
-            def counted(*a, **kw):
-                self.calls += 1
-                return self._original(*a, **kw)
-
-            modeling.fused_inhibitor_attention = counted
-        return self
-
-    def __exit__(self, *exc):
-        modeling.fused_inhibitor_attention = self._original
 
 
 def build_models(args, device: torch.device) -> tuple[dict, dict]:
