@@ -72,9 +72,10 @@ import torch.nn.functional as F
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere in the repository
 
+from distill_throughput import FusedCallCounter  # noqa: E402  (the sibling benchmark, on sys.path[0])
+
 from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertModel  # noqa: E402
 from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling  # noqa: E402
-from distill_throughput import FusedCallCounter  # noqa: E402  (the sibling benchmark, on sys.path[0])
 from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist  # noqa: E402
 from tests.test_attention_numerics import naive_inhibitor  # noqa: E402  (the reference the tests use)
 
@@ -728,8 +729,6 @@ def print_int8(rows):
 
 
 # WHOLE MODEL #
-
-
 
 
 def build_models(args, device: torch.device) -> tuple[dict, dict]:
