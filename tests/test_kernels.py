@@ -33,8 +33,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 needs_cpu_kernel = pytest.mark.skipif(
     "cpu" not in kernels.SUPPORTED_DEVICES, reason=f"the CPU kernel could not be built: {kernels.CPU_KERNEL_ERROR}"
 )
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None,
+    reason="triton is not installed (the Triton kernel is for CUDA GPUs; the CPU kernel and cdist form are tested)",
+)
 
 
 def make_case(batch=2, heads=3, nq=37, nk=37, d=19, mask="ragged", seed=0, dtype=torch.float64):
