@@ -117,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--score_scale_init", type=float)
     parser.add_argument("--shift_init", type=float)
     parser.add_argument("--output_scale_init", type=float)
+    parser.add_argument(
+        "--classifier_pooling", choices=("first", "mean"), help="inhibitor student's head input (default: first token)"
+    )
     # losses
     parser.add_argument("--alpha_kd", type=float, default=0.5, help="soft-target (KL * T^2; MSE for STS-B) weight")
     parser.add_argument("--alpha_ce", type=float, default=0.5, help="hard-label loss weight (distill mode)")

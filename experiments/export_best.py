@@ -2,7 +2,8 @@
 
     python experiments/export_best.py outputs/experiments/grid-cpu/results.jsonl --out outputs/hub --owner OWNER
 
-For each task, the inhibitor student (task-specific or task-agnostic, any seed; ablations excluded) with the best
+For each task, the inhibitor student (task-specific or task-agnostic, any seed; ablations and diagnosis runs
+excluded) with the best
 dev score in the results file is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
 The folder is checked as `hub_upload.py` would check it, and its README.md is the model card that `hub_upload.py`
 generates, with the teacher and the dot-product student of the same seed and recipe in the comparison table. The
@@ -21,14 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import load, score  # noqa: E402
 
-from modeling_inhibidistilbert.hub import publish  # noqa: E402
+from modeling_inhibidistilbert.hub import CODE_FILES, PACKAGE_DIR, publish  # noqa: E402
 
 
 def best_students(rows: list[dict]) -> dict[str, dict]:
     """task -> the best inhibitor student run of the main grid (ties: the first in the file)."""
     best: dict[str, dict] = {}
     for row in rows:
-        if row["role"] != "student" or row["attention"] != "inhibitor" or row["group"] == "ablation":
+        if row["role"] != "student" or row["attention"] != "inhibitor" or row["group"] in ("ablation", "diagnosis"):
             continue
         if row["task"] not in best or score(row) > score(best[row["task"]]):
             best[row["task"]] = row
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> None:
         for path in source.iterdir():
             if path.is_file():
                 shutil.copy2(path, target / path.name)
+        # The installed package's code, which reads every config an earlier revision wrote (options added since
+        # default to the earlier behaviour); the checks below load and run the model with it.
+        for name in CODE_FILES:
+            shutil.copy2(PACKAGE_DIR / name, target / name)
         teacher = partner(rows, run, "teacher")
         baseline = partner(rows, run, run["model"].replace("inhibitor", "dot"))
         extra = {}

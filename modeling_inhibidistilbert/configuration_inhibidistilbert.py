@@ -51,6 +51,8 @@ class InhibiDistilBertConfig(PretrainedConfig):
         shift_init (`float`, defaults to 0.0): initial delta, the per-head shift subtracted from the centred scores.
         output_scale_init (`float`, defaults to 0.05): initial eta, the per-head scale of the summed outputs.
         train_inhibitor_scalars (`bool`, defaults to `True`): whether gamma, delta and eta are trained.
+        classifier_pooling (`str`, defaults to `"first"`): what the sequence-classification head reads: `"first"`, the
+            first token's hidden state (DistilBERT's), or `"mean"`, the mean over the real (unpadded) tokens.
         inhibitor_implementation (`str`, defaults to `"auto"`): `"cdist"` (pure PyTorch, memory-lean), `"fused"`
             (the optional compiled kernel; an error if it is not installed) or `"auto"` (fused where it is
             installed and helps, cdist otherwise).
@@ -87,6 +89,7 @@ class InhibiDistilBertConfig(PretrainedConfig):
         output_scale_init: float = 0.05,
         train_inhibitor_scalars: bool = True,
         inhibitor_implementation: str = "auto",
+        classifier_pooling: str = "first",
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -109,6 +112,7 @@ class InhibiDistilBertConfig(PretrainedConfig):
         self.output_scale_init = output_scale_init
         self.train_inhibitor_scalars = train_inhibitor_scalars
         self.inhibitor_implementation = inhibitor_implementation
+        self.classifier_pooling = classifier_pooling
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
         self._validate_inhibitor_config()
@@ -142,6 +146,11 @@ class InhibiDistilBertConfig(PretrainedConfig):
                     f"InhibiDistilBertConfig.{name} must be non-negative (a scale), got {value!r}; "
                     "flip the sign of the data, not of the scale."
                 )
+        if self.classifier_pooling not in ("first", "mean"):
+            raise ValueError(
+                f"InhibiDistilBertConfig.classifier_pooling={self.classifier_pooling!r} is unknown; use 'first' "
+                "(the first token, as DistilBERT) or 'mean' (the mean over unpadded tokens)."
+            )
         if self.inhibitor_implementation not in INHIBITOR_IMPLEMENTATIONS:
             raise ValueError(
                 f"InhibiDistilBertConfig.inhibitor_implementation={self.inhibitor_implementation!r} is unknown; "

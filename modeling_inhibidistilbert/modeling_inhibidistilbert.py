@@ -522,7 +522,16 @@ class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel)
             output_hidden_states,
             return_dict=True,
         )
-        pooled = torch.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
+        hidden = outputs.last_hidden_state
+        if self.config.classifier_pooling == "mean":  # mean over the real (unpadded) tokens
+            allowed = attention_mask_to_allowed(attention_mask, *hidden.shape[:2])
+            if allowed is not None and allowed.shape[-2] != 1:
+                raise ValueError("classifier_pooling='mean' needs a [batch, seq_len] padding mask, not a full mask.")
+            keep = hidden.new_ones(hidden.shape[:2]) if allowed is None else allowed[:, 0, 0].to(hidden.dtype)
+            hidden = (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+        else:
+            hidden = hidden[:, 0]
+        pooled = torch.relu(self.pre_classifier(hidden))
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
@@ -672,7 +681,16 @@ class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
             output_hidden_states,
             return_dict=True,
         )
-        pooled = torch.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
+        hidden = outputs.last_hidden_state
+        if self.config.classifier_pooling == "mean":  # mean over the real tokens
+            keep = torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None else attention_mask
+            keep = keep.to(hidden.dtype)[..., None] if keep.dim() == 2 else None
+            if keep is None:
+                raise ValueError("classifier_pooling='mean' needs a [batch, seq_len] padding mask, not a full mask.")
+            hidden = (hidden * keep).sum(1) / keep.sum(1).clamp(min=1)
+        else:
+            hidden = hidden[:, 0]
+        pooled = torch.relu(self.pre_classifier(hidden))
         logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)
         loss = CrossEntropyLoss()(logits, labels) if labels is not None else None
         output = MultipleChoiceModelOutput(

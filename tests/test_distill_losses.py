@@ -180,7 +180,7 @@ def test_shipped_recipes_parse_with_the_script(tmp_path):
             "o",
         ]
     )
-    assert general.alpha_kd == 5.0 and general.text_sources == "sst2,imdb"
+    assert general.alpha_kd == 5.0 and general.text_sources == "sst2,cola,mrpc,rte,stsb,imdb"
 
 
 def test_shipped_accelerate_configs_load_and_launch_as_documented(monkeypatch):

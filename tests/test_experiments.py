@@ -59,6 +59,25 @@ def test_report_tables_come_from_the_results_file(tmp_path):
                     "output_dir": str(tmp_path),
                 }
             )
+    general_dir = tmp_path / "general"
+    general_dir.mkdir()
+    log = [{"step": 10, "loss": 0.5}, {"step": 20, "eval_loss_hidden": 0.25}, {"step": 40, "eval_loss_hidden": 0.125}]
+    (general_dir / "log_history.jsonl").write_text("\n".join(json.dumps(e) for e in log))
+    rows.append(
+        {
+            "run_id": "general/general-inhibitor/seed42",
+            "task": "general",
+            "model": "general-inhibitor",
+            "role": "general",
+            "attention": "inhibitor",
+            "seed": 42,
+            "group": "main",
+            "metrics": {"eval_loss_hidden": 0.125},
+            "wall_time_s": 30.0,
+            "hardware": "test",
+            "output_dir": str(general_dir),
+        }
+    )
     results = tmp_path / "results.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows))
     sys.argv = ["report.py", str(results), "--out", str(tmp_path / "docs")]
@@ -66,6 +85,7 @@ def test_report_tables_come_from_the_results_file(tmp_path):
     text = (tmp_path / "docs/results.md").read_text()
     assert "| ts-inhibitor | 83.5 ± 0.7 | 83.5 |" in text
     assert "macro: -2.00 points" in text
+    assert "| general-inhibitor | 40 | 20: 0.2500, 40: 0.1250 | 30 |" in text  # the task-agnostic student's curve
     assert (tmp_path / "docs/results_scores.png").stat().st_size > 0
 
 

@@ -87,6 +87,31 @@ def test_padding_invariance_same_sentence_different_pad_lengths(tiny_config):
         torch.testing.assert_close(out.hidden_states[-1][:, :6], reference.hidden_states[-1], rtol=1e-5, atol=1e-5)
 
 
+def test_mean_pooling_head_reads_only_real_tokens(tiny_config):
+    """classifier_pooling='mean': the head sees the mean over unpadded tokens, so padding changes nothing, and the
+    logits differ from first-token pooling's; a full [B, N, N] mask is refused with a clear error."""
+    torch.manual_seed(0)
+    tiny_config.classifier_pooling = "mean"
+    model = InhibiDistilBertForSequenceClassification(tiny_config).eval()
+    perturb_scalars(model)
+    sentence = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    reference = model(sentence)
+    hidden = model.distilbert(sentence).last_hidden_state
+    expected = model.classifier(torch.relu(model.pre_classifier(hidden.mean(1))))
+    torch.testing.assert_close(reference.logits, expected)
+    for pad in (1, 9):
+        ids = torch.cat([sentence, torch.full((1, pad), 7)], dim=1)
+        mask = torch.cat([torch.ones(1, 6), torch.zeros(1, pad)], dim=1).long()
+        torch.testing.assert_close(model(ids, attention_mask=mask).logits, reference.logits, rtol=1e-5, atol=1e-6)
+    model.config.classifier_pooling = "first"
+    assert not torch.allclose(model(sentence).logits, reference.logits)
+    model.config.classifier_pooling = "mean"
+    with pytest.raises(ValueError, match="padding mask"):
+        model(sentence, attention_mask=torch.ones(1, 6, 6, dtype=torch.bool).tril())
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        InhibiDistilBertConfig(classifier_pooling="cls")
+
+
 def test_batched_equals_one_by_one(tiny_config):
     model = InhibiDistilBertForSequenceClassification(tiny_config).eval()
     ids, mask = inputs()
