@@ -329,6 +329,7 @@ def test_student_variants_dot_layer_map_bf16_and_tensorboard(assets, tmp_path):
             layer_map="1:2",
             center_scores="false",
             output_scale_init=0.1,
+            classifier_pooling="mean",
             scalar_learning_rate=1e-2,
             num_train_epochs=1,
             mixed_precision="bf16",
@@ -337,6 +338,7 @@ def test_student_variants_dot_layer_map_bf16_and_tensorboard(assets, tmp_path):
     )
     config = json.loads((out / "config.json").read_text())
     assert config["n_layers"] == 1 and config["center_scores"] is False and config["output_scale_init"] == 0.1
+    assert config["classifier_pooling"] == "mean"
     log = [r for r in read_log(out) if "loss" in r]
     assert "loss_hidden" in log[0] and log[0]["learning_rate_inhibitor_scalars"] != log[0]["learning_rate"]
     assert json.loads((out / "training_args.json").read_text())["resolved_mixed_precision"] == "bf16"
