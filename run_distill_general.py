@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_same_vocabulary(tokenizer, args.teacher_name_or_path, teacher.config)
     if has_mlm_head and tokenizer.mask_token_id is None:
         raise ModelSetupError("The masked-LM recipe needs a tokenizer with a mask token.")
-    overrides = {k: getattr(args, k) for k in INHIBITOR_OVERRIDES if getattr(args, k) is not None}
+    # the attention options; the classification-head ones (classifier_pooling) belong to the task run
+    overrides = {k: getattr(args, k) for k in INHIBITOR_OVERRIDES if getattr(args, k, None) is not None}
     student, report = init_student_from_pretrained(
         args.model_name_or_path,
         head="masked-lm" if has_mlm_head else "base",
