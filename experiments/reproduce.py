@@ -137,20 +137,15 @@ def build_grid(
                             args=limits, teacher_seed=teacher_seed,
                         )
                     )  # fmt: skip
-        if task in ("sst2", "mrpc"):
-            for ablation, overrides in ABLATIONS.items():
+        variants = [("ablation", ABLATIONS)] if task in ("sst2", "mrpc") else []
+        variants += [("diagnosis", DIAGNOSIS)] if diagnose and task in DIAGNOSIS_TASKS else []
+        for group, table in variants:  # inhibitor students that each change one thing, seed 42
+            prefix = "ablation" if group == "ablation" else "diag"
+            for name, overrides in table.items():
                 runs.append(
                     Run(
-                        f"ablation-{ablation}", task, "student", "inhibitor", seeds[0], args={**limits, **overrides},
-                        group="ablation", teacher_seed=seeds[0],
-                    )
-                )  # fmt: skip
-        if diagnose and task in DIAGNOSIS_TASKS:
-            for name, overrides in DIAGNOSIS.items():
-                runs.append(
-                    Run(
-                        f"diag-{name}", task, "student", "inhibitor", seeds[0], args={**limits, **overrides},
-                        group="diagnosis", teacher_seed=seeds[0],
+                        f"{prefix}-{name}", task, "student", "inhibitor", seeds[0], args={**limits, **overrides},
+                        group=group, teacher_seed=seeds[0],
                     )
                 )  # fmt: skip
     if cpu:  # what the table needs most runs first, so a grid cut short still has its main cells
