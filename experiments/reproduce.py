@@ -156,6 +156,11 @@ def build_grid(
 CHEAPEST_FIRST = ("sst2", "stsb", "mrpc", "rte", "cola", "imdb")  # CPU wall time per run, from docs/results.md
 
 
+def cheapest_first(run: Run) -> float:
+    """A tie-break in [0, 1) inside a priority class: the cheaper task first."""
+    return CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 0.9
+
+
 def run_priority(run: Run) -> float:
     """Teachers; seed-42 task-specific students; the (cheap) SST-2 ablations; the task-agnostic students (the paper's
     main comparison, and the likeliest repair of the converted attention); other seeds, the cheapest tasks first; the
@@ -165,11 +170,11 @@ def run_priority(run: Run) -> float:
     if run.group == "ablation":
         return 2 if run.task == "sst2" else 7
     if run.group == "diagnosis":
-        return 8 + CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 8.9
+        return 8 + cheapest_first(run)
     if run.role == "general":
         return 3
     if run.init != "minilm":
-        return 4 + CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 4.9
+        return 4 + cheapest_first(run)
     if run.seed == run.teacher_seed:
         return 1
     return 5 if run.task in ("stsb", "mrpc") else 6  # STS-B and MRPC runs take a third of CoLA's or RTE's time

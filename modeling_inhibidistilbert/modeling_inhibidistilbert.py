@@ -491,6 +491,17 @@ class InhibiDistilBertForMaskedLM(InhibiDistilBertPreTrainedModel):
         return self._return(output, return_dict)
 
 
+def pool_for_classifier(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """The classification heads' input: the first token's state, or (`"mean"`) the mean over unpadded tokens."""
+    if pooling != "mean":
+        return hidden[:, 0]
+    allowed = attention_mask_to_allowed(attention_mask, *hidden.shape[:2])
+    if allowed is not None and allowed.shape[-2] != 1:
+        raise ValueError("classifier_pooling='mean' needs a [batch, seq_len] padding mask, not a full mask.")
+    keep = hidden.new_ones(hidden.shape[:2]) if allowed is None else allowed[:, 0, 0].to(hidden.dtype)
+    return (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+
+
 class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel):
     def __init__(self, config: InhibiDistilBertConfig):
         super().__init__(config)
@@ -522,15 +533,7 @@ class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel)
             output_hidden_states,
             return_dict=True,
         )
-        hidden = outputs.last_hidden_state
-        if self.config.classifier_pooling == "mean":  # mean over the real (unpadded) tokens
-            allowed = attention_mask_to_allowed(attention_mask, *hidden.shape[:2])
-            if allowed is not None and allowed.shape[-2] != 1:
-                raise ValueError("classifier_pooling='mean' needs a [batch, seq_len] padding mask, not a full mask.")
-            keep = hidden.new_ones(hidden.shape[:2]) if allowed is None else allowed[:, 0, 0].to(hidden.dtype)
-            hidden = (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
-        else:
-            hidden = hidden[:, 0]
+        hidden = pool_for_classifier(outputs.last_hidden_state, attention_mask, self.config.classifier_pooling)
         pooled = torch.relu(self.pre_classifier(hidden))
         logits = self.classifier(self.dropout(pooled))
         loss = None
@@ -681,15 +684,7 @@ class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
             output_hidden_states,
             return_dict=True,
         )
-        hidden = outputs.last_hidden_state
-        if self.config.classifier_pooling == "mean":  # mean over the real tokens
-            keep = torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None else attention_mask
-            keep = keep.to(hidden.dtype)[..., None] if keep.dim() == 2 else None
-            if keep is None:
-                raise ValueError("classifier_pooling='mean' needs a [batch, seq_len] padding mask, not a full mask.")
-            hidden = (hidden * keep).sum(1) / keep.sum(1).clamp(min=1)
-        else:
-            hidden = hidden[:, 0]
+        hidden = pool_for_classifier(outputs.last_hidden_state, flat(attention_mask), self.config.classifier_pooling)
         pooled = torch.relu(self.pre_classifier(hidden))
         logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)
         loss = CrossEntropyLoss()(logits, labels) if labels is not None else None
