@@ -8,6 +8,10 @@ hidden-state alignment alone (every student layer to its teacher layer). The stu
 weights (or --model_name_or_path) with inhibitor attention; the result is a checkpoint that run_glue_distill.py
 fine-tunes or distils per task.
 
+`--objective attention_transfer` (configuration/attention_transfer.yaml) is the cheap conversion step instead: each
+student layer's attention (q/k/v and the per-head scalars, nothing else) is fitted to the teacher's softmax attention
+on the teacher's own input to that layer (modeling_inhibidistilbert/distill/attention_transfer.py).
+
     python run_distill_general.py --config configuration/general.yaml --teacher_name_or_path MINILM_FOLDER \
         --text_sources sst2,imdb --data_dir ../shared/data --output_dir outputs/general-inhibitor
     python run_glue_distill.py --config configuration/sst2.yaml --mode finetune \
@@ -36,6 +40,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, DataCol
 
 import modeling_inhibidistilbert  # noqa: F401  (registers InhibiDistilBERT with the Auto classes)
 from modeling_inhibidistilbert.convert import init_student_from_pretrained
+from modeling_inhibidistilbert.distill.attention_transfer import AttentionTransfer
 from modeling_inhibidistilbert.distill.checkpointing import (
     TrainerState,
     best_model_dir,
@@ -89,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train_files", nargs="*", default=[], help=".txt (one example per line) or tables")
     parser.add_argument("--text_column", help="column of the table files (default: text)")
     parser.add_argument(
+        "--keep_pairs",
+        type=str2bool,
+        default=False,
+        help="feed the sentence-pair tasks' rows as pairs ([CLS] a [SEP] b [SEP]) instead of as separate texts",
+    )
+    parser.add_argument(
         "--data_dir", help="GLUE-layout folder for --text_sources (default: $INHIBI_DATA_DIR, else Hub)"
     )
     parser.add_argument("--validation_split_percentage", type=float, default=5.0)
@@ -108,7 +119,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--score_scale_init", type=float)
     parser.add_argument("--shift_init", type=float)
     parser.add_argument("--output_scale_init", type=float)
+    parser.add_argument(
+        "--output_normalization", choices=("sum", "mean"), help="inhibitor output: the papers' sum over keys, or mean"
+    )
     # losses (DistilBERT's weights: alpha_ce 5.0 -> our alpha_kd, alpha_mlm 2.0, alpha_cos 1.0 -> our alpha_hidden)
+    parser.add_argument(
+        "--objective",
+        choices=("distill", "attention_transfer"),
+        default="distill",
+        help="distill: the losses below on the student's outputs; attention_transfer: fit each layer's attention to "
+        "the teacher's softmax attention (the teacher is rebuilt as a dot-product DistilBERT of the same layout)",
+    )
     parser.add_argument("--alpha_kd", type=float, default=5.0, help="soft-target KL on masked positions (MLM teacher)")
     parser.add_argument("--alpha_mlm", type=float, default=2.0, help="masked-LM loss (MLM teacher)")
     parser.add_argument("--alpha_hidden", type=float, default=1.0, help="hidden-state alignment")
@@ -277,7 +298,11 @@ def main(argv: list[str] | None = None) -> dict:
     # Unlabeled text, split into train and a held-out part for the validation loss.
     with accelerator.main_process_first():
         corpus = load_text_corpus(
-            [s for s in (args.text_sources or "").split(",") if s], args.train_files, args.data_dir, args.text_column
+            [s for s in (args.text_sources or "").split(",") if s],
+            args.train_files,
+            args.data_dir,
+            args.text_column,
+            keep_pairs=args.keep_pairs,
         )
     held_out = max(1, int(len(corpus) * args.validation_split_percentage / 100))
     if len(corpus) - held_out < 1:
@@ -291,7 +316,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Teacher (frozen, never prepared) and student (teacher's weights, inhibitor attention).
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
-    teacher, has_mlm_head = load_teacher_encoder(args.teacher_name_or_path, accelerator.device, args.trust_remote_code)
+    transfer = args.objective == "attention_transfer"
+    if transfer:  # the teacher's layers as a dot-product DistilBERT (same names as the student's)
+        teacher = init_student_from_pretrained(args.teacher_name_or_path, head="base", attention="dot")[0]
+        has_mlm_head = False
+        teacher = teacher.to(accelerator.device).requires_grad_(False).eval()
+    else:
+        teacher, has_mlm_head = load_teacher_encoder(
+            args.teacher_name_or_path, accelerator.device, args.trust_remote_code
+        )
     check_same_vocabulary(tokenizer, args.teacher_name_or_path, teacher.config)
     if has_mlm_head and tokenizer.mask_token_id is None:
         raise ModelSetupError("The masked-LM recipe needs a tokenizer with a mask token.")
@@ -304,20 +337,33 @@ def main(argv: list[str] | None = None) -> dict:
         **(overrides if args.student_attention == "inhibitor" else {}),
     )
     logger.info(report.summary())
-    logger.info("Recipe: " + ("DistilBERT (KL + MLM + hidden)" if has_mlm_head else "hidden-state alignment only"))
+    recipe = "DistilBERT (KL + MLM + hidden)" if has_mlm_head else "hidden-state alignment only"
+    logger.info("Recipe: " + ("attention transfer (each layer's attention to softmax's)" if transfer else recipe))
     layer_spec = args.layer_map or ("last" if has_mlm_head else None)
     layer_map = parse_layer_map(layer_spec, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     check_hidden_alignment(student, teacher, layer_map)
     loss_fn = GeneralDistillationLoss(args, has_mlm_head, layer_map, tokenizer, student.config.vocab_size)
+    if transfer:  # the model that trains is the student with its frozen teacher; it saves the student alone
+        student = AttentionTransfer(student, teacher)
+
+    def compute_loss(inputs: dict, labels: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """The objective's total loss and its unweighted components."""
+        if transfer:
+            per_layer = student(**inputs)
+            return per_layer.mean(), {f"loss_layer_{i}": value for i, value in enumerate(per_layer)}
+        with torch.no_grad(), accelerator.autocast():
+            teacher_outputs = teacher(**inputs, output_hidden_states=True)
+        outputs = student(**inputs, output_hidden_states=True)
+        return loss_fn(outputs, teacher_outputs, labels, inputs["attention_mask"])
 
     def encode(batch):
-        return tokenizer(
-            batch["text"], truncation=True, max_length=args.max_seq_length, return_special_tokens_mask=True
-        )
+        seconds = batch.get("text_pair") or [""] * len(batch["text"])
+        texts = [(text, second) if second else text for text, second in zip(batch["text"], seconds)]
+        return tokenizer(texts, truncation=True, max_length=args.max_seq_length, return_special_tokens_mask=True)
 
     with accelerator.main_process_first():
         train_dataset, eval_dataset = (
-            d.map(encode, batched=True, remove_columns=["text"], num_proc=args.preprocessing_num_workers)
+            d.map(encode, batched=True, remove_columns=d.column_names, num_proc=args.preprocessing_num_workers)
             for d in (train_texts, eval_texts)
         )
     train_dataset = train_dataset.remove_columns([c for c in train_dataset.column_names if c == "token_type_ids"])
@@ -339,7 +385,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     optimizer = torch.optim.AdamW(
-        parameter_groups(student, args.learning_rate, args.weight_decay, args.scalar_learning_rate),
+        parameter_groups(
+            student.student if transfer else student, args.learning_rate, args.weight_decay, args.scalar_learning_rate
+        ),
         lr=args.learning_rate,
         eps=args.adam_epsilon,
     )
@@ -391,9 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
         for index, batch in enumerate(eval_dataloader):
             inputs, labels = loss_fn.inputs(batch, mask_seed(args.seed, -1, index, accelerator.process_index))
             with torch.no_grad(), accelerator.autocast():
-                teacher_outputs = teacher(**inputs, output_hidden_states=True)
-                outputs = student(**inputs, output_hidden_states=True)
-                loss, components = loss_fn(outputs, teacher_outputs, labels, inputs["attention_mask"])
+                loss, components = compute_loss(inputs, labels)
             rows = inputs["input_ids"].shape[0]
             sums["loss"] += float(loss) * rows
             for name, value in components.items():
@@ -433,10 +479,8 @@ def main(argv: list[str] | None = None) -> dict:
             with accelerator.accumulate(student):
                 seed = mask_seed(args.seed, epoch, state.step_in_epoch, accelerator.process_index)
                 inputs, labels = loss_fn.inputs(batch, seed)
-                with torch.no_grad(), accelerator.autocast():
-                    teacher_outputs = teacher(**inputs, output_hidden_states=True)
-                outputs = student(**inputs, output_hidden_states=True)
-                loss, components = loss_fn(outputs, teacher_outputs, labels, inputs["attention_mask"])
+                with accelerator.autocast():
+                    loss, components = compute_loss(inputs, labels)
                 check_finite_loss(
                     accelerator, loss, components, f"step {state.completed_steps + 1}, epoch {epoch}", last_checkpoint
                 )

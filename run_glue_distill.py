@@ -118,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shift_init", type=float)
     parser.add_argument("--output_scale_init", type=float)
     parser.add_argument(
+        "--output_normalization", choices=("sum", "mean"), help="inhibitor output: the papers' sum over keys, or mean"
+    )
+    parser.add_argument(
         "--classifier_pooling", choices=("first", "mean"), help="inhibitor student's head input (default: first token)"
     )
     # losses

@@ -18,16 +18,38 @@ MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr"}
 METRIC_NAME = {"matthews_correlation": "MCC", "spearmanr": "Spearman", "accuracy": "acc."}
 PAPER_DISTILBERT = {"cola": 51.3, "sst2": 91.3, "mrpc": 87.5, "rte": 59.9, "stsb": 86.9, "qnli": 89.2, "imdb": 92.82}
 TASK_ORDER = ("sst2", "cola", "mrpc", "rte", "stsb", "qnli", "imdb")
-MODELS = ("teacher", "ts-dot", "ts-inhibitor", "ta-dot", "ta-inhibitor", "student-dot", "student-inhibitor")
-PAIRS = (("ts-dot", "ts-inhibitor"), ("ta-dot", "ta-inhibitor"), ("student-dot", "student-inhibitor"))
+MODELS = (
+    "teacher",
+    "ts-dot",
+    "at-dot",
+    "at-inhibitor",
+    "ts-inhibitor",
+    "ta-dot",
+    "ta-inhibitor",
+    "student-dot",
+    "student-at-inhibitor",
+    "student-inhibitor",
+)
+PAIRS = (
+    ("at-dot", "at-inhibitor"),
+    ("ts-dot", "at-inhibitor"),
+    ("ts-dot", "ts-inhibitor"),
+    ("ta-dot", "ta-inhibitor"),
+    ("student-dot", "student-at-inhibitor"),
+    ("student-dot", "student-inhibitor"),
+)
 MODEL_TEXT = {
     "teacher": "teacher: MiniLM fine-tuned (dot product)",
     "ts-dot": "dot-product student, task-specific distillation",
-    "ts-inhibitor": "inhibitor student, task-specific distillation",
+    "at-dot": "dot-product student: attention transfer to the task teacher's attention, then task-specific distillation",
+    "at-inhibitor": "inhibitor student: attention transfer (to MiniLM's attention, then to the task teacher's), then "
+    "task-specific distillation",
+    "ts-inhibitor": "inhibitor student, plain conversion then task-specific distillation",
     "ta-dot": "dot-product student, task-agnostic then task distillation",
     "ta-inhibitor": "inhibitor student, task-agnostic then task distillation",
     "student-dot": "dot-product student (quick)",
-    "student-inhibitor": "inhibitor student (quick)",
+    "student-at-inhibitor": "inhibitor student after attention transfer (quick)",
+    "student-inhibitor": "inhibitor student, plain conversion (quick)",
 }
 GOAL_MACRO_GAP, GOAL_TASK_GAP = 1.0, 3.0
 
@@ -142,8 +164,16 @@ def plot_scores(rows: list[dict], models: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+RESULTS_FILE: Path | None = None  # set by main(): the run logs kept next to it are read first
+
+
 def read_log(row: dict) -> list[dict]:
+    """A run's log_history.jsonl: the copy next to the results file (experiments/reproduce.py keeps one), else the
+    run folder's."""
     log = Path(row["output_dir"]) / "log_history.jsonl"
+    if RESULTS_FILE is not None:
+        kept = RESULTS_FILE.with_name(f"{RESULTS_FILE.stem}-logs") / (row["run_id"].replace("/", "__") + ".jsonl")
+        log = kept if kept.is_file() else log
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -199,23 +229,28 @@ def time_table(rows: list[dict]) -> list[str]:
 
 
 def general_section(rows: list[dict]) -> list[str]:
-    """The task-agnostic students: held-out hidden-state loss (1 - cosine to MiniLM, mean over layers) during training."""
-    general = [r for r in rows if r["role"] == "general"]
+    """The task-agnostic runs on unlabeled text: their held-out loss at every evaluation."""
+    general = [r for r in rows if r["role"] in ("general", "transfer")]
     if not general:
         return []
     lines = [
-        "## Task-agnostic distillation (hidden-state alignment to MiniLM on the data sets' training texts)",
+        "## Task-agnostic runs on the data sets' training texts (no labels)",
         "",
-        "Held-out loss: 1 − cosine similarity between student and MiniLM hidden states, mean over tokens and layers.",
+        "Held-out loss: for `general-*` (hidden-state alignment to MiniLM), 1 − cosine similarity between student and "
+        "MiniLM hidden states, mean over tokens and layers; for `transfer-inhibitor` (attention transfer: `general/` to "
+        "MiniLM on all tasks' texts, `<task>/` to the task's teacher on the task's texts), the squared error of each "
+        "layer's inhibitor attention output against the teacher's softmax attention output on the teacher's input to "
+        "that layer, relative to the mean square of the softmax output, mean over layers.",
         "",
         "| run | steps | held-out loss at each evaluation (step: loss) | wall time (s) |",
         "|---|---|---|---|",
     ]
-    for row in sorted(general, key=lambda r: r["model"]):
-        evals = [(e["step"], e["eval_loss_hidden"]) for e in read_log(row) if "eval_loss_hidden" in e]
+    for row in sorted(general, key=lambda r: (r["task"] != "general", r["task"], r["model"])):
+        key = "eval_loss_hidden" if any("eval_loss_hidden" in e for e in read_log(row)) else "eval_loss"
+        evals = [(e["step"], e[key]) for e in read_log(row) if key in e]
         curve = ", ".join(f"{step}: {loss:.4f}" for step, loss in evals) or "–"
         steps = max((step for step, _ in evals), default="–")
-        lines.append(f"| {row['model']} | {steps} | {curve} | {row['wall_time_s']:.0f} |")
+        lines.append(f"| {row['task']}/{row['model']} | {steps} | {curve} | {row['wall_time_s']:.0f} |")
     return lines + [""]
 
 
@@ -237,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", default="Results")
     parser.add_argument("--notes", type=Path, help="a hand-written discussion appended to the report")
     args = parser.parse_args(argv)
+    global RESULTS_FILE
+    RESULTS_FILE = args.results_file
     rows = load(args.results_file)
     args.out.mkdir(parents=True, exist_ok=True)
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -53,14 +54,15 @@ DIAGNOSIS = {
 class Run:
     name: str
     task: str
-    role: str  # teacher | student | general
+    role: str  # teacher | student | general (task-agnostic) | transfer (attention transfer from a task's teacher)
     attention: str  # dot | inhibitor
     seed: int
-    init: str = "minilm"  # minilm | general-<attention> (task-agnostic checkpoint)
+    init: str = "minilm"  # minilm | general-<attention> (task-agnostic run) | transfer-inhibitor (the task's transfer)
     mode: str = "distill"
     args: dict = field(default_factory=dict)
     group: str = "main"  # main | ablation | quick
     teacher_seed: int | None = None  # the teacher run a student distils from (default: its own seed)
+    recipe: str | None = None  # configuration/<recipe>.yaml; default: the task's (general.yaml for role general)
 
 
 def minilm_folder() -> str:
@@ -91,6 +93,33 @@ CPU_TASK_LIMITS = {
 }
 # Task-agnostic distillation at CPU scale: 500 steps of 32 texts (16,000 of the 123,467 training texts of all six
 # data sets), held-out cosine every 100 steps.
+# Attention transfer (configuration/attention_transfer.yaml; run_distill_general.py --objective attention_transfer),
+# the inhibitor student's conversion step, in two stages: once against MiniLM on the texts of all tasks (`general/
+# transfer-inhibitor`, 800 steps), then per task against the task's teacher on the task's training inputs (`<task>/
+# transfer-inhibitor`, 300 steps: the fine-tuned teacher's attention holds what the task needs, e.g. the cross-sentence
+# matching of the pair tasks). `at-inhibitor` distils from the latter with the recipe of `ts-dot`. For the identical
+# recipe on both sides, `at-dot` gets the same task stage (`<task>/transfer-dot`: its softmax attention fitted to the
+# teacher's; its first stage would be the identity: its attention is MiniLM's).
+TRANSFER = "transfer-inhibitor"
+TRANSFERS = {"inhibitor": TRANSFER, "dot": "transfer-dot"}
+TASK_TRANSFER = {"max_train_steps": 300, "eval_steps": 100, "checkpointing_steps": 100}
+QUICK_TRANSFER = {"text_sources": "sst2", "max_seq_length": 64, **TASK_TRANSFER}  # about a minute each
+
+
+def task_transfer(task: str, seed: int, limits: dict, attention: str = "inhibitor") -> Run:
+    """Attention transfer from the task's teacher on the task's training inputs (the rows its students see)."""
+    args = dict(TASK_TRANSFER)
+    if "max_train_samples" in limits:
+        args["text_sources"] = f"{task}:{limits['max_train_samples']}"
+        args["max_seq_length"] = limits.get("max_seq_length", 128)
+    else:
+        args["text_sources"] = task
+    init = TRANSFER if attention == "inhibitor" else "minilm"  # the inhibitor starts from the general transfer
+    return Run(
+        TRANSFERS[attention], task, "transfer", attention, seed, init=init, args=args, recipe="attention_transfer"
+    )
+
+
 CPU_GENERAL_LIMITS = {
     "max_train_steps": 500,
     "max_seq_length": 128,
@@ -107,8 +136,14 @@ def build_grid(
     if quick:
         limits = {"max_train_samples": 2000, "num_train_epochs": 2, "max_seq_length": 64, "learning_rate": "1e-4"}
         runs = [Run("teacher", "sst2", "teacher", "dot", 42, mode="finetune", args=limits, group="quick")]
+        runs.append(
+            Run(TRANSFER, "general", "general", "inhibitor", 42, args=QUICK_TRANSFER, recipe="attention_transfer")
+        )
+        runs.append(task_transfer("sst2", 42, limits))
         for attention in ("dot", "inhibitor"):
             runs.append(Run(f"student-{attention}", "sst2", "student", attention, 42, args=limits, group="quick"))
+        runs.append(Run("student-at-inhibitor", "sst2", "student", "inhibitor", 42, init=TRANSFER, args=limits,
+                        group="quick"))  # fmt: skip
         if diagnose:
             for name, overrides in DIAGNOSIS.items():
                 args = {**limits, **overrides}
@@ -118,6 +153,7 @@ def build_grid(
     runs: list[Run] = []
     general_args = dict(CPU_GENERAL_LIMITS) if cpu else {}
     runs += [Run(f"general-{a}", "general", "general", a, 42, args=general_args) for a in ("dot", "inhibitor")]
+    runs.append(Run(TRANSFER, "general", "general", "inhibitor", 42, recipe="attention_transfer"))
     for task in tasks:
         limits = {**CPU_LIMITS, **CPU_TASK_LIMITS.get(task, {})} if cpu else {}
         task_seeds = seeds if task in SMALL_TASKS else seeds[:1]
@@ -125,11 +161,16 @@ def build_grid(
             teacher_seed = seeds[0] if cpu else seed
             if seed == teacher_seed:
                 runs.append(Run("teacher", task, "teacher", "dot", seed, mode="finetune", args=limits))
+                runs += [task_transfer(task, seed, limits, attention) for attention in ("inhibitor", "dot")]
             for attention in ("dot", "inhibitor"):
                 # task-specific distillation from the MiniLM initialisation, then from the task-agnostic student
                 runs.append(
                     Run(f"ts-{attention}", task, "student", attention, seed, args=limits, teacher_seed=teacher_seed)
                 )
+                runs.append(  # from the attention transfer to the task's teacher, then the same recipe
+                    Run(f"at-{attention}", task, "student", attention, seed, init=TRANSFERS[attention], args=limits,
+                        teacher_seed=teacher_seed)
+                )  # fmt: skip
                 if not cpu or seed == seeds[0]:
                     runs.append(
                         Run(
@@ -162,22 +203,26 @@ def cheapest_first(run: Run) -> float:
 
 
 def run_priority(run: Run) -> float:
-    """Teachers; seed-42 task-specific students; the (cheap) SST-2 ablations; the task-agnostic students (the paper's
-    main comparison, and the likeliest repair of the converted attention); other seeds, the cheapest tasks first; the
-    other ablations. Stable within a class, so a grid cut short has the main cells."""
-    if run.role == "teacher":
-        return 0
+    """Teachers and the attention transfer; seed-42 students; the (cheap) SST-2 ablations; the task-agnostic students;
+    other seeds, the cheapest tasks first (attention-transferred and dot-product students before the plain
+    conversion); the other ablations. Stable within a class, so a grid cut short has the main cells."""
+    if run.role == "teacher" or run.name in TRANSFERS.values():
+        return 0 if run.role != "transfer" else 0.5
     if run.group == "ablation":
         return 2 if run.task == "sst2" else 7
     if run.group == "diagnosis":
         return 8 + cheapest_first(run)
     if run.role == "general":
         return 3
-    if run.init != "minilm":
+    if run.init not in ("minilm", *TRANSFERS.values()):
         return 4 + cheapest_first(run)
+    if run.name == "at-dot":  # the dot-product side of the attention-transfer comparison
+        return 3 + cheapest_first(run) if run.seed == run.teacher_seed else 6.6
     if run.seed == run.teacher_seed:
         return 1
-    return 5 if run.task in ("stsb", "mrpc") else 6  # STS-B and MRPC runs take a third of CoLA's or RTE's time
+    if run.name == "ts-inhibitor":  # the plain conversion: the comparison the attention transfer improves on
+        return 6.5
+    return 5 if run.task in ("stsb", "mrpc") else 6  # STS-B and MRPC take a third of CoLA's or RTE's time
 
 
 def run_id_of(run: Run) -> str:
@@ -188,10 +233,12 @@ def dependencies(run: Run, runs: list[Run]) -> list[str]:
     """Run ids that must finish first: the teacher a student distils from, the task-agnostic student it starts from."""
     ids = {run_id_of(r) for r in runs}
     deps = []
-    if run.role == "student" and run.mode == "distill":
-        seed = run.seed if run.teacher_seed is None else run.teacher_seed
+    seed = run.seed if run.teacher_seed is None else run.teacher_seed
+    if (run.role == "student" and run.mode == "distill") or run.role == "transfer":
         deps.append(f"{run.task}/teacher/seed{seed}")
-    if run.init != "minilm":
+    if run.init in TRANSFERS.values() and run.role == "student":
+        deps.append(f"{run.task}/{run.init}/seed{seed}")
+    elif run.init != "minilm":
         deps.append(f"general/{run.init}/seed42")
     return [d for d in deps if d in ids]
 
@@ -201,16 +248,21 @@ def output_dir(root: Path, run: Run) -> Path:
 
 
 def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list[str]:
-    if run.role == "general":
+    if run.role in ("general", "transfer"):
+        teacher, init = minilm, minilm
+        if run.role == "transfer":  # from the task's teacher, starting from the general attention transfer
+            teacher = str(output_dir(root, Run("teacher", run.task, "teacher", "dot", run.seed)))
+            if run.init != "minilm":
+                init = str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
         cmd = [
             sys.executable,
             str(ROOT / "run_distill_general.py"),
             "--config",
-            str(ROOT / "configuration/general.yaml"),
+            str(ROOT / f"configuration/{run.recipe or 'general'}.yaml"),
             "--teacher_name_or_path",
-            minilm,
+            teacher,
             "--model_name_or_path",
-            minilm,
+            init,
         ]
         if data_dir:
             cmd += ["--data_dir", data_dir]
@@ -225,13 +277,14 @@ def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list
             "--mode",
             run.mode,
         ]
-        init = (
-            minilm
-            if run.init == "minilm"
-            else str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
-        )
-        cmd += ["--model_name_or_path", init]
         teacher_seed = run.seed if run.teacher_seed is None else run.teacher_seed
+        if run.init == "minilm":
+            init = minilm
+        elif run.init in TRANSFERS.values():  # the attention transfer from this task's teacher
+            init = str(output_dir(root, Run(run.init, run.task, "transfer", run.attention, teacher_seed)))
+        else:
+            init = str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
+        cmd += ["--model_name_or_path", init]
         if run.mode == "distill":
             cmd += [
                 "--teacher_name_or_path",
@@ -243,6 +296,21 @@ def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list
     for key, value in run.args.items():
         cmd += [f"--{key}", str(value)]
     return cmd
+
+
+def log_copy(results_file: Path, run_id: str) -> Path:
+    """Where a run's log_history.jsonl is kept next to the results file (small; the report's curves read it)."""
+    return results_file.with_name(f"{results_file.stem}-logs") / (run_id.replace("/", "__") + ".jsonl")
+
+
+def sync_logs(results_file: Path, rows: dict[str, dict]) -> None:
+    """Copy every finished run's training log next to the results file, so the report needs no run folder."""
+    for run_id, row in rows.items():
+        source = Path(row["output_dir"]) / "log_history.jsonl"
+        if source.is_file():
+            target = log_copy(results_file, run_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
 
 def load_results(path: Path) -> dict[str, dict]:
@@ -264,7 +332,11 @@ def hardware() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="SST-2 on 2,000 rows: teacher, dot and inhibitor student")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="SST-2 on 2,000 rows: teacher, dot-product and inhibitor students (plain and attention-transferred)",
+    )
     parser.add_argument("--data_dir", default=os.environ.get("INHIBI_DATA_DIR"), help="GLUE-layout data folder")
     parser.add_argument("--tasks", nargs="+", default=["sst2", "cola", "mrpc", "rte", "stsb", "imdb"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
@@ -277,6 +349,12 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("main", "ablation", "diagnosis"), default=None, help="run one group of the grid"
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="run only these run names (e.g. teacher ts-dot); their inputs must exist",
+    )
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
@@ -288,9 +366,12 @@ def main() -> None:
     root = args.output_root / ("quick" if args.quick else "grid" if args.scale == "full" else f"grid-{args.scale}")
     results_file = args.results_file or root / "results.jsonl"
     minilm = minilm_folder()
-    runs = build_grid(args.tasks, args.seeds, args.quick, args.diagnose, args.scale)
+    grid = build_grid(args.tasks, args.seeds, args.quick, args.diagnose, args.scale)
+    runs = grid
     if args.only:
         runs = [r for r in runs if r.group == args.only or r.role in ("teacher", "general")]
+    if args.models:
+        runs = [r for r in runs if r.name in args.models]
     done = load_results(results_file)
     results_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -319,7 +400,10 @@ def main() -> None:
         with results_file.open("a") as f:  # one line per finished run, appended whole
             f.write(json.dumps(row) + "\n")
         done[row["run_id"]] = row
+        sync_logs(results_file, {row["run_id"]: row})
 
+    if not args.dry_run:
+        sync_logs(results_file, done)
     pending = []
     for index, run in enumerate(runs, 1):
         if run_id_of(run) in done:
@@ -331,7 +415,7 @@ def main() -> None:
         for index, run in list(pending):  # start what is ready (its teacher / task-agnostic init finished)
             if len(running) >= args.workers:
                 break
-            if not args.dry_run and not all(dep in done for dep in dependencies(run, runs)):
+            if not args.dry_run and not all(dep in done for dep in dependencies(run, grid)):
                 continue
             pending.remove((index, run))
             out = output_dir(root, run)
@@ -367,7 +451,7 @@ def main() -> None:
                 continue
             row = rows[f"{run.task}/{run.name}/seed{run.seed}"]
             print(
-                f"  {run.name:18s} accuracy {100 * row['metrics']['eval_accuracy']:.2f}   ({row['wall_time_s']:.0f} s)"
+                f"  {run.name:22s} accuracy {100 * row['metrics']['eval_accuracy']:.2f}   ({row['wall_time_s']:.0f} s)"
             )
         print(f"Results file: {results_file}")
 

@@ -51,6 +51,9 @@ class InhibiDistilBertConfig(PretrainedConfig):
         shift_init (`float`, defaults to 0.0): initial delta, the per-head shift subtracted from the centred scores.
         output_scale_init (`float`, defaults to 0.05): initial eta, the per-head scale of the summed outputs.
         train_inhibitor_scalars (`bool`, defaults to `True`): whether gamma, delta and eta are trained.
+        output_normalization (`str`, defaults to `"sum"`): `"sum"`, the papers' `H = eta * sum_j [...]`, whose size
+            grows with the number of keys; `"mean"`, `H = eta / n * sum_j [...]` over the n real keys, as softmax's
+            weighted average does not grow with the length.
         classifier_pooling (`str`, defaults to `"first"`): what the sequence-classification head reads: `"first"`, the
             first token's hidden state (DistilBERT's), or `"mean"`, the mean over the real (unpadded) tokens.
         inhibitor_implementation (`str`, defaults to `"auto"`): `"cdist"` (pure PyTorch, memory-lean), `"fused"`
@@ -90,6 +93,7 @@ class InhibiDistilBertConfig(PretrainedConfig):
         train_inhibitor_scalars: bool = True,
         inhibitor_implementation: str = "auto",
         classifier_pooling: str = "first",
+        output_normalization: str = "sum",
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -113,6 +117,7 @@ class InhibiDistilBertConfig(PretrainedConfig):
         self.train_inhibitor_scalars = train_inhibitor_scalars
         self.inhibitor_implementation = inhibitor_implementation
         self.classifier_pooling = classifier_pooling
+        self.output_normalization = output_normalization
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
         self._validate_inhibitor_config()
@@ -150,6 +155,11 @@ class InhibiDistilBertConfig(PretrainedConfig):
             raise ValueError(
                 f"InhibiDistilBertConfig.classifier_pooling={self.classifier_pooling!r} is unknown; use 'first' "
                 "(the first token, as DistilBERT) or 'mean' (the mean over unpadded tokens)."
+            )
+        if self.output_normalization not in ("sum", "mean"):
+            raise ValueError(
+                f"InhibiDistilBertConfig.output_normalization={self.output_normalization!r} is unknown; use 'sum' (the "
+                "papers' sum over keys) or 'mean' (the sum divided by the number of real keys)."
             )
         if self.inhibitor_implementation not in INHIBITOR_IMPLEMENTATIONS:
             raise ValueError(

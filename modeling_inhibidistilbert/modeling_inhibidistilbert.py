@@ -165,6 +165,7 @@ def inhibitor_attention_forward(
     dtype = query.dtype
     compute_dtype = torch.promote_types(dtype, torch.float32)
     params = tuple(p.to(compute_dtype) for p in (module.score_scale, module.shift, module.output_scale))
+    scores = None
     if use_fused_kernel(config, query, allowed, output_attentions):
         if query.device.type != "cuda":
             query, key, value = (t.to(compute_dtype) for t in (query, key, value))
@@ -172,12 +173,15 @@ def inhibitor_attention_forward(
         out = fused_inhibitor_attention(
             query, key, value, *params, key_mask, config.inhibitor_signed, config.center_scores
         )
-        return out.to(dtype), None
-    q, k, v = (t.to(compute_dtype) for t in (query, key, value))
-    out, scores = inhibitor_attention_cdist(
-        q, k, v, *params, allowed=allowed, signed=config.inhibitor_signed, center=config.center_scores
-    )
-    return out.to(dtype), (scores.to(dtype) if output_attentions else None)
+    else:
+        q, k, v = (t.to(compute_dtype) for t in (query, key, value))
+        out, scores = inhibitor_attention_cdist(
+            q, k, v, *params, allowed=allowed, signed=config.inhibitor_signed, center=config.center_scores
+        )
+    if getattr(config, "output_normalization", "sum") == "mean":  # eta / n_keys * sum_j: a mean over real keys
+        n_keys = query.shape[-2] if allowed is None else allowed.sum(dim=-1, keepdim=True).clamp(min=1)
+        out = out / n_keys
+    return out.to(dtype), (scores.to(dtype) if output_attentions and scores is not None else None)
 
 
 def use_fused_kernel(config, query: torch.Tensor, allowed: torch.Tensor | None, output_attentions: bool) -> bool:

@@ -162,7 +162,7 @@ def test_shipped_recipes_parse_with_the_script(tmp_path):
     from .distill_fixtures import REPO_ROOT
 
     for recipe in sorted((REPO_ROOT / "configuration").glob("*.yaml")):
-        if recipe.name.startswith("accelerate_") or recipe.name == "general.yaml":
+        if recipe.name.startswith("accelerate_") or recipe.name in ("general.yaml", "attention_transfer.yaml"):
             continue
         args = run_glue_distill.parse_args(
             ["--config", str(recipe), "--model_name_or_path", "m", "--output_dir", "o", "--mode", "finetune"]
@@ -181,6 +181,12 @@ def test_shipped_recipes_parse_with_the_script(tmp_path):
         ]
     )
     assert general.alpha_kd == 5.0 and general.text_sources == "sst2,cola,mrpc,rte,stsb,imdb"
+    transfer = run_distill_general.parse_args(
+        ["--config", str(REPO_ROOT / "configuration" / "attention_transfer.yaml"), "--teacher_name_or_path", "t"]
+        + ["--output_dir", "o"]
+    )
+    assert transfer.objective == "attention_transfer" and transfer.keep_pairs is True
+    assert transfer.scalar_learning_rate > transfer.learning_rate and transfer.max_train_steps == 800
 
 
 def test_shipped_accelerate_configs_load_and_launch_as_documented(monkeypatch):

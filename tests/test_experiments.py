@@ -15,13 +15,17 @@ def test_grid_has_three_seeds_on_small_tasks_one_on_large_and_ablations():
     runs = reproduce.build_grid(["sst2", "cola", "mrpc", "rte", "stsb", "imdb"], [1, 2, 3], quick=False)
     students = [r for r in runs if r.role == "student" and r.group == "main"]
     for task in ("cola", "mrpc", "rte", "stsb"):
-        for name in ("ts-dot", "ts-inhibitor", "ta-dot", "ta-inhibitor"):
+        for name in ("ts-dot", "at-dot", "at-inhibitor", "ts-inhibitor", "ta-dot", "ta-inhibitor"):
             assert sorted(r.seed for r in students if r.task == task and r.name == name) == [1, 2, 3]
     for task in ("sst2", "imdb"):
         assert len([r for r in students if r.task == task and r.name == "ts-inhibitor"]) == 1
     ablations = {(r.task, r.name) for r in runs if r.group == "ablation"}
     assert {t for t, _ in ablations} == {"sst2", "mrpc"} and len(ablations) == 2 * len(reproduce.ABLATIONS)
-    assert {r.name for r in runs if r.role == "general"} == {"general-dot", "general-inhibitor"}
+    assert {r.name for r in runs if r.role == "general"} == {"general-dot", "general-inhibitor", "transfer-inhibitor"}
+    teachers = sorted((r.task, r.seed) for r in runs if r.role == "teacher")  # at full scale, one per seed
+    for attention in ("inhibitor", "dot"):  # one attention transfer per teacher and student attention
+        transfers = [(r.task, r.seed) for r in runs if r.role == "transfer" and r.attention == attention]
+        assert sorted(transfers) == teachers
 
 
 def test_commands_use_recipes_and_identical_flags_for_both_students(tmp_path):
@@ -37,6 +41,41 @@ def test_commands_use_recipes_and_identical_flags_for_both_students(tmp_path):
     ]
     ta = reproduce.command_for(by_name["ta-inhibitor"], tmp_path, "/data", "/minilm")
     assert str(tmp_path / "general/general-inhibitor-seed42") in ta
+    # the attention-transferred student: ts-dot's recipe and flags, started from the task's attention transfer, which
+    # fits the general transfer's attention to the task teacher's on the task's texts
+    at = reproduce.command_for(by_name["at-inhibitor"], tmp_path, "/data", "/minilm")
+    task_transfer_dir = str(tmp_path / "mrpc/transfer-inhibitor-seed7")
+    assert [(a, b) for a, b in zip(dot, at) if a != b] == [
+        ("/minilm", task_transfer_dir),
+        ("dot", "inhibitor"),
+        (str(tmp_path / "mrpc/ts-dot-seed7"), str(tmp_path / "mrpc/at-inhibitor-seed7")),
+    ]
+    assert reproduce.dependencies(by_name["at-inhibitor"], runs) == [
+        "mrpc/teacher/seed7",
+        "mrpc/transfer-inhibitor/seed7",
+    ]
+    task_transfer = next(r for r in runs if r.name == "transfer-inhibitor" and r.task == "mrpc")
+    assert reproduce.dependencies(task_transfer, runs) == ["mrpc/teacher/seed7", "general/transfer-inhibitor/seed42"]
+    command = reproduce.command_for(task_transfer, tmp_path, "/data", "/minilm")
+    assert "configuration/attention_transfer.yaml" in " ".join(command)
+    value = dict(zip(command, command[1:]))
+    assert value["--teacher_name_or_path"] == str(tmp_path / "mrpc/teacher-seed7")
+    assert value["--model_name_or_path"] == str(tmp_path / "general/transfer-inhibitor-seed42")
+    assert value["--text_sources"] == "mrpc" and value["--output_dir"] == task_transfer_dir
+    # the dot-product side: its task transfer starts from MiniLM itself (its attention already is MiniLM's)
+    at_dot = reproduce.command_for(by_name["at-dot"], tmp_path, "/data", "/minilm")
+    assert [(a, b) for a, b in zip(at, at_dot) if a != b] == [
+        (task_transfer_dir, str(tmp_path / "mrpc/transfer-dot-seed7")),
+        ("inhibitor", "dot"),
+        (str(tmp_path / "mrpc/at-inhibitor-seed7"), str(tmp_path / "mrpc/at-dot-seed7")),
+    ]
+    dot_transfer = next(r for r in runs if r.name == "transfer-dot" and r.task == "mrpc")
+    assert reproduce.dependencies(dot_transfer, runs) == ["mrpc/teacher/seed7"]
+    value = dict(zip(*[iter(reproduce.command_for(dot_transfer, tmp_path, "/data", "/minilm")[2:])] * 2))
+    assert value["--model_name_or_path"] == "/minilm" and value["--student_attention"] == "dot"
+    general = next(r for r in runs if r.name == "transfer-inhibitor" and r.task == "general")
+    value = dict(zip(*[iter(reproduce.command_for(general, tmp_path, "/data", "/minilm")[2:])] * 2))
+    assert value["--teacher_name_or_path"] == value["--model_name_or_path"] == "/minilm"
 
 
 def test_report_tables_come_from_the_results_file(tmp_path):
@@ -85,7 +124,9 @@ def test_report_tables_come_from_the_results_file(tmp_path):
     text = (tmp_path / "docs/results.md").read_text()
     assert "| ts-inhibitor | 83.5 ± 0.7 | 83.5 |" in text
     assert "macro: -2.00 points" in text
-    assert "| general-inhibitor | 40 | 20: 0.2500, 40: 0.1250 | 30 |" in text  # the task-agnostic student's curve
+    assert (
+        "| general/general-inhibitor | 40 | 20: 0.2500, 40: 0.1250 | 30 |" in text
+    )  # the task-agnostic student's curve
     assert (tmp_path / "docs/results_scores.png").stat().st_size > 0
 
 
@@ -96,7 +137,7 @@ def test_cpu_scale_keeps_three_student_seeds_and_runs_teachers_first():
     assert [r.seed for r in runs if r.role == "teacher" and r.task == "mrpc"] == [1]  # one teacher per task
     assert all(r.teacher_seed == 1 for r in students)
     order = [reproduce.run_priority(r) for r in runs]
-    assert order == sorted(order) and runs[0].role == "teacher"
+    assert order == sorted(order) and {runs[0].role, runs[1].role} == {"teacher", "general"}  # and the transfer
     names = [r.name for r in runs]
     assert names.index("general-inhibitor") < names.index("ta-inhibitor")  # the task-agnostic init exists first
     imdb = next(r for r in students if r.task == "imdb")
@@ -151,3 +192,21 @@ def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tm
     assert "me/inhibidistilbert-minilm-sst2" in card and "inhibitor-attention" in card
     assert "0.86" in card  # the best inhibitor run is seed 2 (0.84 + 0.02), its own metrics in the card
     assert "0.87" in card and "0.92" in card  # the dot-product student and the teacher of that seed
+
+
+def test_run_logs_are_kept_next_to_the_results_file_and_the_report_reads_them(tmp_path):
+    run_folder = tmp_path / "outputs" / "mrpc" / "ts-dot-seed42"
+    run_folder.mkdir(parents=True)
+    events = [{"step": 10, "loss": 0.5}, {"step": 20, "eval_accuracy": 0.75}]
+    (run_folder / "log_history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    results_file = tmp_path / "results" / "grid.jsonl"
+    row = {"run_id": "mrpc/ts-dot/seed42", "output_dir": str(run_folder)}
+    reproduce.sync_logs(results_file, {row["run_id"]: row})
+    assert (tmp_path / "results" / "grid-logs" / "mrpc__ts-dot__seed42.jsonl").is_file()
+    for path in run_folder.iterdir():  # the run folders (weights) are not committed; the report needs none
+        path.unlink()
+    report.RESULTS_FILE = results_file
+    try:
+        assert report.read_log(row) == events
+    finally:
+        report.RESULTS_FILE = None

@@ -160,6 +160,17 @@ def test_text_corpus_from_tasks_and_files(glue_dir, tmp_path):
         load_text_corpus([], [])
 
 
+def test_text_corpus_keeps_pairs_as_pairs_and_takes_the_first_rows_of_a_source(glue_dir):
+    corpus = load_text_corpus(["sst2:10", "mrpc"], data_dir=glue_dir, keep_pairs=True)
+    assert corpus.column_names == ["text", "text_pair"] and len(corpus) == 10 + 30
+    sst2 = load_task_splits(get_task("sst2"), data_dir=glue_dir, need_eval=False)["train"]
+    mrpc = load_task_splits(get_task("mrpc"), data_dir=glue_dir, need_eval=False)["train"]
+    assert corpus["text"][:10] == sst2["sentence"][:10] and corpus["text_pair"][:10] == [""] * 10
+    assert list(zip(corpus["text"][10:], corpus["text_pair"][10:])) == list(zip(mrpc["sentence1"], mrpc["sentence2"]))
+    with pytest.raises(DataError, match="NAME:N"):
+        load_text_corpus(["sst2:many"], data_dir=glue_dir)
+
+
 # The Hub's column names, label names (index = label id) and evaluation splits, as `nyu-mll/glue` and
 # `stanfordnlp/imdb` publish them: the registry must agree, so a model trained on either source means the same labels.
 HUB_TASKS = {

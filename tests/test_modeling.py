@@ -256,3 +256,35 @@ def test_torch_compile_gives_the_same_outputs_and_gradients(tiny_config, impleme
     assert compiled_grads.keys() == eager_grads.keys()
     for name, grad in eager_grads.items():
         torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("implementation", ["cdist", "auto"])
+def test_mean_output_normalization_divides_each_rows_sum_by_its_real_keys(tiny_config, implementation):
+    from modeling_inhibidistilbert.modeling_inhibidistilbert import (
+        attention_mask_to_allowed,
+        inhibitor_attention_forward,
+    )
+
+    tiny_config.inhibitor_implementation = implementation
+    torch.manual_seed(0)
+    attention = InhibiDistilBertModel(tiny_config).transformer.layer[0].attention
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(3, 4, 9, 8, generator=gen) for _ in range(3))
+    _, mask = inputs()  # row 1 has 6 real tokens, the others 9
+    allowed = attention_mask_to_allowed(mask, 3, 9)
+    summed, _ = inhibitor_attention_forward(attention, q, k, v, allowed)
+    tiny_config.output_normalization = "mean"
+    mean, _ = inhibitor_attention_forward(attention, q, k, v, allowed)
+    n_keys = torch.tensor([9.0, 6.0, 9.0])[:, None, None, None]
+    torch.testing.assert_close(mean, summed / n_keys)
+    # padding invariance holds with it too
+    model = InhibiDistilBertForSequenceClassification(tiny_config).eval()
+    sentence = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    padded = torch.cat([sentence, torch.full((1, 5), 7)], dim=1)
+    mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 5)], dim=1).long()
+    torch.testing.assert_close(model(padded, attention_mask=mask).logits, model(sentence).logits, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_output_normalization_is_a_clear_error():
+    with pytest.raises(ValueError, match="output_normalization='max' is unknown; use 'sum'"):
+        InhibiDistilBertConfig(output_normalization="max")

@@ -232,19 +232,32 @@ def load_text_corpus(
     files: Sequence[str | os.PathLike] = (),
     data_dir: str | os.PathLike | None = None,
     text_column: str | None = None,
+    keep_pairs: bool = False,
 ) -> datasets.Dataset:
-    """Unlabeled text for task-agnostic distillation, as a `datasets.Dataset` with one `text` column.
+    """Unlabeled text for task-agnostic distillation, as a `datasets.Dataset` with a `text` column.
 
     `sources` names tasks of the registry (their training texts; each text column gives its own examples, labels are
-    dropped). `files` are `.txt` files (one example per non-empty line) or tables (csv/tsv/json/parquet) read through
+    dropped); `name:N` takes the task's first N training rows only (to balance a large task against small ones). With `keep_pairs`, a sentence-pair task's rows stay pairs instead: a second column `text_pair` holds
+    the second sentence ("" for single texts), so that the model sees `[CLS] a [SEP] b [SEP]` as the pair tasks feed
+    it. `files` are `.txt` files (one example per non-empty line) or tables (csv/tsv/json/parquet) read through
     `text_column` (default: `text`, else every text column of a task whose columns the table has).
     """
     from .tasks import TASKS, get_task
 
     texts: list[str] = []
+    pairs: list[tuple[str, str]] = []
     for source in sources:
-        task = get_task(source)
+        name, _, limit = source.partition(":")
+        if limit and not limit.isdigit():
+            raise DataError(f"Text source {source!r}: write a task name, or NAME:N for its first N training rows.")
+        task = get_task(name)
         split = load_task_splits(task, data_dir=data_dir, need_train=True, need_eval=False)["train"]
+        if limit:
+            split = split.select(range(min(int(limit), len(split))))
+        if keep_pairs and len(task.text_columns) == 2:
+            first, second = task.text_columns
+            pairs.extend((a, b) for a, b in zip(split[first], split[second]) if a and a.strip() and b and b.strip())
+            continue
         for column in task.text_columns:
             texts.extend(split[column])
     for file in files:
@@ -272,9 +285,13 @@ def load_text_corpus(
         for column in columns:
             texts.extend(str(text) for text in frame[column])
     texts = [text for text in texts if text and text.strip()]
-    if not texts:
+    if not texts and not pairs:
         raise DataError("No text to distil on: pass --text_sources (task names) and/or --train_files.")
-    return datasets.Dataset.from_dict({"text": texts})
+    if not keep_pairs:
+        return datasets.Dataset.from_dict({"text": texts})
+    return datasets.Dataset.from_dict(
+        {"text": texts + [a for a, _ in pairs], "text_pair": [""] * len(texts) + [b for _, b in pairs]}
+    )
 
 
 def limit_splits(splits, max_train: int | None, max_eval: int | None, seed: int | None = None):

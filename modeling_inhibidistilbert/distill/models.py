@@ -24,6 +24,7 @@ INHIBITOR_OVERRIDES = (
     "score_scale_init",
     "shift_init",
     "output_scale_init",
+    "output_normalization",
     "classifier_pooling",
 )
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
