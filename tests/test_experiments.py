@@ -73,6 +73,13 @@ def test_commands_use_recipes_and_identical_flags_for_both_students(tmp_path):
     assert reproduce.dependencies(dot_transfer, runs) == ["mrpc/teacher/seed7"]
     value = dict(zip(*[iter(reproduce.command_for(dot_transfer, tmp_path, "/data", "/minilm")[2:])] * 2))
     assert value["--model_name_or_path"] == "/minilm" and value["--student_attention"] == "dot"
+    # the first stage alone (diagnosis): the general transfer's checkpoint, no task stage
+    gt = reproduce.command_for(by_name["gt-inhibitor"], tmp_path, "/data", "/minilm")
+    assert str(tmp_path / "general/transfer-inhibitor-seed42") in gt
+    assert reproduce.dependencies(by_name["gt-inhibitor"], runs) == [
+        "mrpc/teacher/seed7",
+        "general/transfer-inhibitor/seed42",
+    ]
     general = next(r for r in runs if r.name == "transfer-inhibitor" and r.task == "general")
     value = dict(zip(*[iter(reproduce.command_for(general, tmp_path, "/data", "/minilm")[2:])] * 2))
     assert value["--teacher_name_or_path"] == value["--model_name_or_path"] == "/minilm"

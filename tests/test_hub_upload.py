@@ -575,3 +575,22 @@ def test_card_of_a_task_agnostic_run_describes_its_recipe(folder, has_mlm_head):
         assert "masked-LM loss" in body and "on the masked positions" in body
     else:
         assert "hidden-state alignment alone" in body and "masked-LM loss" not in body
+
+
+def test_card_of_an_attention_transfer_run_describes_it(folder):
+    args = {
+        "task_name": "general",
+        "objective": "attention_transfer",
+        "teacher_name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
+        "model_name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
+        "student_attention": "inhibitor",
+        "text_sources": "sst2:10000,stsb",
+        "hidden_loss": "cosine",
+        "has_mlm_head": False,
+    }
+    _write_json(folder / "training_args.json", args)
+    _write_json(folder / "all_results.json", {"task_name": "general", "eval_loss": 0.31, "eval_loss_layer_0": 0.3})
+    body = build_model_card(folder, REPO_ID).text
+    assert "fitted to the softmax attention of `sentence-transformers/all-MiniLM-L6-v2`" in body
+    assert "Attention transfer on unlabeled text" in body and "| `objective` | `attention_transfer` |" in body
+    assert "hidden-state alignment" not in body and "knowledge distillation from" not in body
