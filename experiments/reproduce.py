@@ -4,7 +4,7 @@ Every run is one call of `run_glue_distill.py` (or `run_distill_general.py`) wit
 its metrics are appended to a results file (JSON lines) that `experiments/report.py` turns into docs/results.md.
 Runs whose results are already in the file are skipped; an interrupted run resumes from its last checkpoint.
 
-    python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: a few minutes
+    python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: about ten minutes
     python experiments/reproduce.py --scale cpu --workers 2 --data_dir ../shared/data   # the grid at CPU scale
     python experiments/reproduce.py --data_dir ../shared/data              # the full recipes (a GPU's job)
     python experiments/reproduce.py --data_dir ../shared/data --tasks sst2 mrpc --only ablation

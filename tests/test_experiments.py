@@ -217,3 +217,25 @@ def test_run_logs_are_kept_next_to_the_results_file_and_the_report_reads_them(tm
         assert report.read_log(row) == events
     finally:
         report.RESULTS_FILE = None
+
+
+def test_quick_job_runs_both_transfer_stages_before_the_transferred_student():
+    runs = reproduce.build_grid(["sst2"], [42], quick=True)
+    ids = [reproduce.run_id_of(r) for r in runs]
+    assert ids == [
+        "sst2/teacher/seed42",
+        "general/transfer-inhibitor/seed42",
+        "sst2/transfer-inhibitor/seed42",
+        "sst2/student-dot/seed42",
+        "sst2/student-inhibitor/seed42",
+        "sst2/student-at-inhibitor/seed42",
+    ]
+    for index, run in enumerate(runs):  # every input is built earlier in the list
+        assert all(dep in ids[:index] for dep in reproduce.dependencies(run, runs)), run
+    by_id = dict(zip(ids, runs))
+    assert by_id["general/transfer-inhibitor/seed42"].args["text_sources"] == "sst2"
+    assert by_id["sst2/transfer-inhibitor/seed42"].args["text_sources"] == "sst2:2000"
+    assert reproduce.dependencies(by_id["sst2/student-at-inhibitor/seed42"], runs) == [
+        "sst2/teacher/seed42",
+        "sst2/transfer-inhibitor/seed42",
+    ]
