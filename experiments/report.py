@@ -23,6 +23,7 @@ MODELS = (
     "ts-dot",
     "at-dot",
     "at-inhibitor",
+    "gt-inhibitor",
     "ts-inhibitor",
     "ta-dot",
     "ta-inhibitor",
@@ -44,6 +45,7 @@ MODEL_TEXT = {
     "at-dot": "dot-product student: attention transfer to the task teacher's attention, then task-specific distillation",
     "at-inhibitor": "inhibitor student: attention transfer (to MiniLM's attention, then to the task teacher's), then "
     "task-specific distillation",
+    "gt-inhibitor": "inhibitor student: attention transfer to MiniLM's attention only, then task-specific distillation",
     "ts-inhibitor": "inhibitor student, plain conversion then task-specific distillation",
     "ta-dot": "dot-product student, task-agnostic then task distillation",
     "ta-inhibitor": "inhibitor student, task-agnostic then task distillation",
@@ -218,11 +220,20 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
     return True
 
 
+def run_time(row: dict) -> float:
+    """A run's training time: the script's own `train_runtime` (the training loop with its evaluations, summed over
+    resumed segments), else the driver's wall time of the run's last segment."""
+    return float(row["metrics"].get("train_runtime", row["wall_time_s"]))
+
+
 def time_table(rows: list[dict]) -> list[str]:
     by = defaultdict(list)
     for row in rows:
-        by[(row["task"], row["model"] if row["group"] != "ablation" else "ablations")].append(row["wall_time_s"])
-    lines = ["| task | run | runs | wall time per run (s, mean) |", "|---|---|---|---|"]
+        by[(row["task"], row["model"] if row["group"] != "ablation" else "ablations")].append(run_time(row))
+    lines = [
+        "| task | run | runs | training time per run (s, mean; training loop and its evaluations) |",
+        "|---|---|---|---|",
+    ]
     for (task, model), times in sorted(by.items()):
         lines.append(f"| {task} | {model} | {len(times)} | {statistics.mean(times):.0f} |")
     return lines
@@ -242,7 +253,7 @@ def general_section(rows: list[dict]) -> list[str]:
         "layer's inhibitor attention output against the teacher's softmax attention output on the teacher's input to "
         "that layer, relative to the mean square of the softmax output, mean over layers.",
         "",
-        "| run | steps | held-out loss at each evaluation (step: loss) | wall time (s) |",
+        "| run | steps | held-out loss at each evaluation (step: loss) | training time (s) |",
         "|---|---|---|---|",
     ]
     for row in sorted(general, key=lambda r: (r["task"] != "general", r["task"], r["model"])):
@@ -250,7 +261,7 @@ def general_section(rows: list[dict]) -> list[str]:
         evals = [(e["step"], e[key]) for e in read_log(row) if key in e]
         curve = ", ".join(f"{step}: {loss:.4f}" for step, loss in evals) or "–"
         steps = max((step for step, _ in evals), default="–")
-        lines.append(f"| {row['task']}/{row['model']} | {steps} | {curve} | {row['wall_time_s']:.0f} |")
+        lines.append(f"| {row['task']}/{row['model']} | {steps} | {curve} | {run_time(row):.0f} |")
     return lines + [""]
 
 
@@ -277,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = load(args.results_file)
     args.out.mkdir(parents=True, exist_ok=True)
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
-    main_rows = [r for r in rows if r["group"] not in ("ablation", "diagnosis") and r["role"] != "general"]
+    main_rows = [r for r in rows if r["group"] not in ("ablation", "diagnosis") and r["role"] in ("teacher", "student")]
     text, macros = table(main_rows, models)
     hardware = sorted({r["hardware"] for r in rows})
     lines = [

@@ -214,40 +214,37 @@ def cheapest_first(run: Run) -> float:
     return CHEAPEST_FIRST.index(run.task) / 10 if run.task in CHEAPEST_FIRST else 0.9
 
 
-CHEAP_TASKS = ("sst2", "stsb", "mrpc")  # a third of the CPU time of CoLA, RTE or IMDB runs
+DETAIL_ORDER = ("stsb", "mrpc", "sst2", "cola", "rte", "imdb")  # the hardest tasks for the inhibitor, cheapest first
+WITHIN_TASK = {"ts-inhibitor": 0.1, "gt-inhibitor": 0.2, "transfer-dot": 0.3, "at-dot": 0.4}
 
 
 def run_priority(run: Run) -> float:
     """The order of a CPU grid, so that one cut short has the cells that matter most. Stable within a class.
 
-    Teachers and attention transfers; the seed-42 `ts-dot` and `at-inhibitor` students (the main comparison); their
-    other seeds on the cheap small tasks (STS-B, MRPC); then on the cheap tasks the identical-recipe `at-dot`, the plain
-    conversion `ts-inhibitor`, the first-stage-only `gt-inhibitor` and the SST-2 ablations; then the same on the
-    expensive tasks and the other seeds; the task-agnostic (hidden-alignment) students; MRPC ablations; diagnosis.
+    Teachers and attention transfers; the seed-42 `ts-dot` and `at-inhibitor` students of every task (the main
+    comparison); then task by task (`DETAIL_ORDER`): the plain conversion `ts-inhibitor`, the first-stage-only
+    `gt-inhibitor`, the identical-recipe `at-dot`, the other seeds of the main comparison, the ablations, the other
+    seeds of the rest; last the task-agnostic (hidden-alignment) students and the diagnosis runs.
     """
-    cheap = run.task in CHEAP_TASKS
     main = run.seed == run.teacher_seed
     if run.role == "teacher" or (run.role == "general" and run.name == TRANSFER):
         return 0
-    if run.role == "transfer":
-        return 0.5 if run.attention == "inhibitor" else (2.5 if cheap else 5.5)
-    if run.group == "ablation":
-        return 4 if run.task == "sst2" else 9
-    if run.group == "diagnosis":
-        return 10 + cheapest_first(run)
+    if run.role == "transfer" and run.attention == "inhibitor":
+        return 0.5
     if run.role == "general":
-        return 8
+        return 20
     if run.init not in ("minilm", *TRANSFERS.values()):  # from a task-agnostic (hidden-alignment) student
-        return 8.5 + cheapest_first(run)
+        return 21 + cheapest_first(run)
+    if run.group == "diagnosis":
+        return 22 + cheapest_first(run)
+    if run.name in ("ts-dot", "at-inhibitor") and main and run.group == "main":
+        return 1
+    block = 2 + (DETAIL_ORDER.index(run.task) if run.task in DETAIL_ORDER else len(DETAIL_ORDER))
+    if run.name in WITHIN_TASK and (main or run.role == "transfer"):
+        return block + WITHIN_TASK[run.name]
     if run.name in ("ts-dot", "at-inhibitor"):
-        return 1 if main else (2 if cheap else 6)
-    if run.name == "at-dot":
-        return (3 if cheap else 5.6) if main else 7
-    if run.name == "ts-inhibitor":
-        return (3.2 if cheap else 5.7) if main else 7.5
-    if run.name == "gt-inhibitor":
-        return 3.5 + cheapest_first(run)
-    return 7.8
+        return block + 0.5
+    return block + (0.6 if run.group == "ablation" else 0.8)
 
 
 def run_id_of(run: Run) -> str:
