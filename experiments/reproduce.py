@@ -224,7 +224,8 @@ def run_priority(run: Run) -> float:
     Teachers and attention transfers; the seed-42 `ts-dot` and `at-inhibitor` students of every task (the main
     comparison); then task by task (`DETAIL_ORDER`): the plain conversion `ts-inhibitor`, the first-stage-only
     `gt-inhibitor`, the identical-recipe `at-dot`, the other seeds of the main comparison, the ablations, the other
-    seeds of the rest; last the task-agnostic (hidden-alignment) students and the diagnosis runs.
+    seeds of the rest (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment)
+    students and the diagnosis runs.
     """
     main = run.seed == run.teacher_seed
     if run.role == "teacher" or (run.role == "general" and run.name == TRANSFER):
@@ -239,6 +240,8 @@ def run_priority(run: Run) -> float:
         return 22 + cheapest_first(run)
     if run.name in ("ts-dot", "at-inhibitor") and main and run.group == "main":
         return 1
+    if run.task == "sst2" and (run.group == "ablation" or run.name == "ts-inhibitor") and main:
+        return 2.5  # the architecture ablations (against the plain conversion), on the cheapest task
     block = 2 + (DETAIL_ORDER.index(run.task) if run.task in DETAIL_ORDER else len(DETAIL_ORDER))
     if run.name in WITHIN_TASK and (main or run.role == "transfer"):
         return block + WITHIN_TASK[run.name]
