@@ -204,16 +204,23 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
             loss = [(e["step"], e["loss"]) for e in events if "loss" in e]
             metric = f"eval_{main_metric(task)}"
             evals = [(e["step"], 100 * e[metric]) for e in events if metric in e]
+            color = f"C{MODELS.index(row['model']) % 10}"  # one colour per model in every panel
             if loss:
-                loss_ax.plot(*zip(*loss), style, label=row["model"], linewidth=1)
+                loss_ax.plot(*zip(*loss), style, color=color, label=row["model"], linewidth=1)
             if evals:
-                eval_ax.plot(*zip(*evals), style, marker="o", markersize=3, label=row["model"], linewidth=1)
+                eval_ax.plot(
+                    *zip(*evals), style, color=color, marker="o", markersize=3, label=row["model"], linewidth=1
+                )
         loss_ax.set_title(f"{task} (seed {min(r['seed'] for r in students if r['task'] == task)})")
         loss_ax.set_yscale("log")
         loss_ax.set_ylabel("training loss")
         eval_ax.set_ylabel(f"dev {METRIC_NAME[main_metric(task)]} x100")
         eval_ax.set_xlabel("optimizer step")
-    axes[0][0].legend(fontsize=6)
+    handles = {}
+    for ax in axes[0]:  # one legend with every model shown in any panel
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[0][0].legend(handles.values(), handles.keys(), fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

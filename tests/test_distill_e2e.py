@@ -4,7 +4,9 @@ Each run is in-process (`main(argv)`) except the two-process test, which goes th
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -534,6 +536,26 @@ def test_finetune_push_to_hub_ignores_an_all_results_json_in_the_working_directo
 
 
 @pytest.mark.slow
+def launch(command: list[str], env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `accelerate launch` in its own process group; on a timeout kill the whole group (no orphaned rank)."""
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"accelerate launch did not finish in {timeout} s (killed); stderr tail:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def test_two_processes_give_the_same_metrics_as_one(assets, tmp_path):
     """`accelerate launch` with 2 CPU processes (gloo) versus one process accumulating the same 2 micro-batches.
 
@@ -557,7 +579,7 @@ def test_two_processes_give_the_same_metrics_as_one(assets, tmp_path):
         *tiny_args("mrpc", two, assets, **common),
     ]  # fmt: skip
     env = dict(subprocess_env(), CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="true")  # CPU processes, gloo
-    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = launch(command, env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((two / "training_args.json").read_text())["num_processes"] == 2
     results = [json.loads((f / "all_results.json").read_text()) for f in (one, two)]
@@ -576,7 +598,7 @@ def test_two_processes_give_the_same_metrics_as_one(assets, tmp_path):
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
         str(REPO_ROOT / "run_glue_distill.py"), *tiny_args("mrpc", cpu, assets, gradient_accumulation_steps=2, **common),
     ]  # fmt: skip
-    done = subprocess.run(command, env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = launch(command, subprocess_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert "started one process" in done.stderr
     assert json.loads((cpu / "training_args.json").read_text())["num_processes"] == 1
