@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]  # run folders are recorded relative to it
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = load(args.results_file)
     for task, run in sorted(best_students(rows).items()):
-        source = Path(run["output_dir"])
+        source = REPO / run["output_dir"]
         target = args.out / f"inhibidistilbert-minilm-{task}"
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
@@ -68,9 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         baseline = same_recipe or partner(rows, run, "ts-dot")
         extra = {}
         if teacher:
-            extra["teacher_results"] = str(Path(teacher["output_dir"]) / "all_results.json")
+            extra["teacher_results"] = str(REPO / teacher["output_dir"] / "all_results.json")
         if baseline:
-            extra["baseline_results"] = str(Path(baseline["output_dir"]) / "all_results.json")
+            extra["baseline_results"] = str(REPO / baseline["output_dir"] / "all_results.json")
         repo_id = f"{args.owner}/{target.name}"
         result = publish(target, repo_id, dry_run=True, **extra)  # the same checks and card as the upload
         (target / "README.md").write_text(str(result.card), encoding="utf-8")

@@ -14,6 +14,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]  # run folders are recorded relative to it
+
 MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr"}
 METRIC_NAME = {"matthews_correlation": "MCC", "spearmanr": "Spearman", "accuracy": "acc."}
 PAPER_DISTILBERT = {"cola": 51.3, "sst2": 91.3, "mrpc": 87.5, "rte": 59.9, "stsb": 86.9, "qnli": 89.2, "imdb": 92.82}
@@ -172,7 +174,7 @@ RESULTS_FILE: Path | None = None  # set by main(): the run logs kept next to it 
 def read_log(row: dict) -> list[dict]:
     """A run's log_history.jsonl: the copy next to the results file (experiments/reproduce.py keeps one), else the
     run folder's."""
-    log = Path(row["output_dir"]) / "log_history.jsonl"
+    log = REPO / row["output_dir"] / "log_history.jsonl"  # recorded relative to the repository
     if RESULTS_FILE is not None:
         kept = RESULTS_FILE.with_name(f"{RESULTS_FILE.stem}-logs") / (row["run_id"].replace("/", "__") + ".jsonl")
         log = kept if kept.is_file() else log

@@ -322,6 +322,12 @@ def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list
     return cmd
 
 
+def relative_to_root(path: Path) -> str:
+    """A run folder as recorded in the results file: relative to the repository when inside it (no machine paths)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def log_copy(results_file: Path, run_id: str) -> Path:
     """Where a run's log_history.jsonl is kept next to the results file (small; the report's curves read it)."""
     return results_file.with_name(f"{results_file.stem}-logs") / (run_id.replace("/", "__") + ".jsonl")
@@ -330,7 +336,7 @@ def log_copy(results_file: Path, run_id: str) -> Path:
 def sync_logs(results_file: Path, rows: dict[str, dict]) -> None:
     """Copy every finished run's training log next to the results file, so the report needs no run folder."""
     for run_id, row in rows.items():
-        source = Path(row["output_dir"]) / "log_history.jsonl"
+        source = ROOT / row["output_dir"] / "log_history.jsonl"  # an absolute output_dir stays as it is
         if source.is_file():
             target = log_copy(results_file, run_id)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -419,7 +425,7 @@ def main() -> None:
             "metrics": json.loads((out / "all_results.json").read_text()),
             "wall_time_s": round(seconds, 1),
             "hardware": hardware(),
-            "output_dir": str(out),
+            "output_dir": relative_to_root(out),
         }
         with results_file.open("a") as f:  # one line per finished run, appended whole
             f.write(json.dumps(row) + "\n")
