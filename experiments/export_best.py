@@ -13,6 +13,7 @@ command that publishes it is printed; nothing is uploaded.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -27,11 +28,17 @@ from report import load, score  # noqa: E402
 from modeling_inhibidistilbert.hub import CODE_FILES, PACKAGE_DIR, publish  # noqa: E402
 
 
-def best_students(rows: list[dict]) -> dict[str, dict]:
-    """task -> the best inhibitor student run of the main grid (ties: the first in the file)."""
+def has_model(row: dict) -> bool:
+    return (REPO / row["output_dir"] / "config.json").is_file()
+
+
+def best_students(rows: list[dict], available=lambda row: True) -> dict[str, dict]:
+    """task -> the best inhibitor student run of the main grid among the `available` ones (ties: the first)."""
     best: dict[str, dict] = {}
     for row in rows:
         if row["role"] != "student" or row["attention"] != "inhibitor" or row["group"] in ("ablation", "diagnosis"):
+            continue
+        if not available(row):
             continue
         if row["task"] not in best or score(row) > score(best[row["task"]]):
             best[row["task"]] = row
@@ -52,7 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--owner", default="OWNER", help="Hub namespace for the repo ids in the cards")
     args = parser.parse_args(argv)
     rows = load(args.results_file)
-    for task, run in sorted(best_students(rows).items()):
+    overall = best_students(rows)
+    for task in sorted(set(overall) - set(best_students(rows, has_model))):
+        print(f"{task}: no inhibitor student of the results file has its model folder here; nothing exported")
+    for task, run in sorted(best_students(rows, has_model).items()):
+        if overall[task] is not run:  # a fresh checkout has the results file, not the weights
+            print(
+                f"{task}: the best run, {overall[task]['run_id']} ({score(overall[task]):.1f}), has no model folder "
+                f"here (rebuild it: experiments/reproduce.py ... --rebuild_missing); exporting the best one that has"
+            )
         source = REPO / run["output_dir"]
         target = args.out / f"inhibidistilbert-minilm-{task}"
         shutil.rmtree(target, ignore_errors=True)
@@ -68,11 +83,12 @@ def main(argv: list[str] | None = None) -> None:
         # the dot-product student of the same recipe (at-dot for at-inhibitor), else the plain task-specific one
         same_recipe = partner(rows, run, run["model"].replace("inhibitor", "dot"))
         baseline = same_recipe or partner(rows, run, "ts-dot")
-        extra = {}
-        if teacher:
-            extra["teacher_results"] = str(REPO / teacher["output_dir"] / "all_results.json")
-        if baseline:
-            extra["baseline_results"] = str(REPO / baseline["output_dir"] / "all_results.json")
+        extra = {}  # the comparison rows of the card come from the results file (run folders may be gone)
+        for key, partner_run in (("teacher_results", teacher), ("baseline_results", baseline)):
+            if partner_run:
+                path = args.out / f"{target.name}.{key}.json"  # next to the folder, not uploaded with it
+                path.write_text(json.dumps(partner_run["metrics"], indent=2))
+                extra[key] = str(path)
         repo_id = f"{args.owner}/{target.name}"
         result = publish(target, repo_id, dry_run=True, **extra)  # the same checks and card as the upload
         (target / "README.md").write_text(str(result.card), encoding="utf-8")

@@ -75,7 +75,9 @@ def mean_std(values: list[float], digits: int = 1) -> str:
 
 
 def load(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The rows of the results file; of a run recorded twice (rebuilt after its folder was lost) the last one counts."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list({row["run_id"]: row for row in rows}.values())
 
 
 def tasks_of(rows: list[dict]) -> list[str]:
@@ -320,8 +322,13 @@ def main(argv: list[str] | None = None) -> None:
     for dot, inh in PAIRS:
         lines += gap_section(main_rows, dot, inh)
     lines += variants_section(rows, "ablation", "Ablations (inhibitor student, task-specific distillation, one seed)")
+    plain = [r for r in rows if not r["model"].startswith("at-")]
+    transferred = [r for r in rows if r["group"] != "diagnosis" or r["model"].startswith("at-")]
     lines += variants_section(
-        rows, "diagnosis", "Diagnosis: what closes the gap (inhibitor student, task-specific distillation, one seed)"
+        plain, "diagnosis", "Diagnosis: what closes the gap (inhibitor student, task-specific distillation, one seed)"
+    )
+    lines += variants_section(
+        transferred, "diagnosis", "Diagnosis after the attention transfer: variants of `at-inhibitor` (one seed)"
     )
     lines += general_section(rows)
     lines += ["## Comparison with DistilBERT's published scores (Sanh et al. 2019, GLUE dev; IMDB test)", ""]
@@ -344,32 +351,48 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def variants_section(rows: list[dict], group: str, title: str) -> list[str]:
-    """Runs that each change one thing against `ts-inhibitor` of the same seed, next to it and to `ts-dot`."""
+    """Runs that each change one thing against their base model of the same seed (`base_model`), next to the bases."""
     variants = [r for r in rows if r["group"] == group]
     if not variants:
         return []
     cells = {(r["task"], r["seed"]) for r in variants}
-    base = [r for r in rows if r["model"] in ("ts-dot", "ts-inhibitor") and (r["task"], r["seed"]) in cells]
+    bases = list(dict.fromkeys(["ts-dot", *(base_model(r["model"]) for r in variants)]))
+    if "at-inhibitor" in bases:
+        bases.insert(1, "at-dot")
+    base = [r for r in rows if r["model"] in bases and (r["task"], r["seed"]) in cells and r["group"] == "main"]
     names = sorted({r["model"] for r in variants}, key=[r["model"] for r in variants].index)
-    text, _ = table(variants + base, ["ts-dot", "ts-inhibitor", *names])
+    text, _ = table(variants + base, [*bases, *names])
     changes = "; ".join(dict.fromkeys(f"`{r['model']}`: {json.dumps(diff(r, rows))}" for r in variants))
     return [
         f"## {title}",
         "",
-        f"Each changes one thing against `ts-inhibitor` of the same seed: {changes}",
+        f"Each changes one thing against its base model (`{'`, `'.join(bases[1:])}`) of the same seed: {changes}",
         "",
         text,
         "",
     ]
 
 
+def base_model(model: str) -> str:
+    """The run a variant changes one thing of: `at-inhibitor-<x>` -> `at-inhibitor`; plain variants -> `ts-inhibitor`."""
+    return next((b for b in ("at-inhibitor", "at-dot") if model.startswith(b + "-")), "ts-inhibitor")
+
+
 def diff(row: dict, rows: list[dict]) -> dict:
-    """What a variant changes against the `ts-inhibitor` run of its task and seed (their overrides' difference)."""
+    """What a variant changes against its base run of the same task and seed: overrides, and the initialisation."""
     base = next(
-        (r for r in rows if r["model"] == "ts-inhibitor" and (r["task"], r["seed"]) == (row["task"], row["seed"])), {}
+        (
+            r
+            for r in rows
+            if r["model"] == base_model(row["model"]) and (r["task"], r["seed"]) == (row["task"], row["seed"])
+        ),
+        {},
     )
     base_overrides = base.get("overrides", {})
-    return {k: v for k, v in row.get("overrides", {}).items() if base_overrides.get(k) != v}
+    changed = {k: v for k, v in row.get("overrides", {}).items() if base_overrides.get(k) != v}
+    if base and row.get("init") != base.get("init"):
+        changed["init"] = row["init"]
+    return changed
 
 
 if __name__ == "__main__":

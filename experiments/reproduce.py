@@ -49,6 +49,17 @@ DIAGNOSIS = {
     "unsigned": {"inhibitor_signed": "false"},
 }
 
+# The same question for the attention-transferred student (`at-inhibitor`, whose gap is largest on STS-B): variants
+# of it that each change one thing; `long-transfer` runs the task stage of the attention transfer 4x longer (its loss
+# still falls at 300 steps), `4-epochs` doubles the task distillation (`at-dot-4-epochs` is its dot-product pair).
+AT_DIAGNOSIS = {
+    "hidden-cosine": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},
+    "scalar-lr-1e-2": {"scalar_learning_rate": "1e-2"},
+    "4-epochs": {"num_train_epochs": "4"},
+    "long-transfer": {},
+}
+LONG_TRANSFER_STEPS = 1200
+
 
 @dataclass
 class Run:
@@ -68,7 +79,7 @@ class Run:
 
 def init_task_of(run: Run) -> str:
     """The task folder of the checkpoint a run starts from."""
-    return run.init_task or (run.task if run.init in TRANSFERS.values() and run.role == "student" else "general")
+    return run.init_task or (run.task if run.init.startswith("transfer-") and run.role == "student" else "general")
 
 
 def minilm_folder() -> str:
@@ -190,6 +201,18 @@ def build_grid(
                 Run("gt-inhibitor", task, "student", "inhibitor", seeds[0], init=TRANSFER, args=limits,
                     teacher_seed=seeds[0], init_task="general")
             )  # fmt: skip
+        if diagnose and task in DIAGNOSIS_TASKS:  # variants of at-inhibitor (AT_DIAGNOSIS), seed 42
+            long = task_transfer(task, seeds[0], limits)
+            long.name, long.args["max_train_steps"] = f"{TRANSFER}-long", LONG_TRANSFER_STEPS
+            runs.append(long)
+            for name, overrides in AT_DIAGNOSIS.items():
+                init = long.name if name == "long-transfer" else TRANSFER
+                for attention in ("inhibitor", "dot") if name == "4-epochs" else ("inhibitor",):
+                    runs.append(
+                        Run(f"at-{attention}-{name}", task, "student", attention, seeds[0], init=TRANSFERS[attention]
+                            if init == TRANSFER else init, args={**limits, **overrides}, group="diagnosis",
+                            teacher_seed=seeds[0])
+                    )  # fmt: skip
         variants = [("ablation", ABLATIONS)] if task in ("sst2", "mrpc") else []
         variants += [("diagnosis", DIAGNOSIS)] if diagnose and task in DIAGNOSIS_TASKS else []
         for group, table in variants:  # inhibitor students that each change one thing, seed 42
@@ -221,28 +244,32 @@ WITHIN_TASK = {"ts-inhibitor": 0.1, "gt-inhibitor": 0.2, "transfer-dot": 0.3, "a
 def run_priority(run: Run) -> float:
     """The order of a CPU grid, so that one cut short has the cells that matter most. Stable within a class.
 
-    Teachers and attention transfers; the seed-42 `ts-dot` and `at-inhibitor` students of every task (the main
+    The general attention transfer, the teachers and the task transfers; the seed-42 `ts-dot` and `at-inhibitor` students of every task (the main
     comparison); then task by task (`DETAIL_ORDER`): the plain conversion `ts-inhibitor`, the first-stage-only
-    `gt-inhibitor`, the identical-recipe `at-dot`, the other seeds of the main comparison, the ablations, the other
+    `gt-inhibitor`, the identical-recipe `at-dot`, the variants of `at-inhibitor` (`--diagnose`), the other seeds of the main comparison, the ablations, the other
     seeds of the rest (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment)
     students and the diagnosis runs.
     """
     main = run.seed == run.teacher_seed
-    if run.role == "teacher" or (run.role == "general" and run.name == TRANSFER):
-        return 0
+    if run.role == "general" and run.name == TRANSFER:
+        return 0  # every attention transfer starts from it: the longest run of the first wave goes first
+    if run.role == "teacher":
+        return 0.1 + cheapest_first(run) / 10
     if run.role == "transfer" and run.attention == "inhibitor":
-        return 0.5
+        return 0.5 + cheapest_first(run) / 10
     if run.role == "general":
         return 20
-    if run.init not in ("minilm", *TRANSFERS.values()):  # from a task-agnostic (hidden-alignment) student
+    if run.init != "minilm" and not run.init.startswith("transfer-"):  # from a task-agnostic (hidden-alignment) student
         return 21 + cheapest_first(run)
+    block = 2 + (DETAIL_ORDER.index(run.task) if run.task in DETAIL_ORDER else len(DETAIL_ORDER))
+    if run.group == "diagnosis" and run.init.startswith("transfer-"):
+        return block + 0.45  # the variants of at-inhibitor (AT_DIAGNOSIS) before the task's other seeds
     if run.group == "diagnosis":
         return 22 + cheapest_first(run)
     if run.name in ("ts-dot", "at-inhibitor") and main and run.group == "main":
         return 1
     if run.task == "sst2" and (run.group == "ablation" or run.name == "ts-inhibitor") and main:
         return 2.5  # the architecture ablations (against the plain conversion), on the cheapest task
-    block = 2 + (DETAIL_ORDER.index(run.task) if run.task in DETAIL_ORDER else len(DETAIL_ORDER))
     if run.name in WITHIN_TASK and (main or run.role == "transfer"):
         return block + WITHIN_TASK[run.name]
     if run.name in ("ts-dot", "at-inhibitor"):
@@ -252,6 +279,22 @@ def run_priority(run: Run) -> float:
 
 def run_id_of(run: Run) -> str:
     return f"{run.task}/{run.name}/seed{run.seed}"
+
+
+def missing_inputs(pending: list[Run], grid: list[Run], done: dict[str, dict], root: Path) -> list[Run]:
+    """Finished runs whose model folder is gone (a fresh checkout keeps the results file, not the weights) although a
+    pending run starts from or distils from them: they are run again, before their dependents, and their new row
+    supersedes the old one (the last row of a run id counts). Transitively: a rebuilt transfer needs its teacher."""
+    by_id = {run_id_of(r): r for r in grid}
+    rebuild: list[Run] = []
+    queue = list(pending)
+    while queue:
+        for dep in dependencies(queue.pop(), grid):
+            run = by_id[dep]
+            if dep in done and not (output_dir(root, run) / "config.json").is_file() and run not in rebuild:
+                rebuild.append(run)
+                queue.append(run)
+    return rebuild
 
 
 def dependencies(run: Run, runs: list[Run]) -> list[str]:
@@ -385,6 +428,12 @@ def main() -> None:
         default=None,
         help="run only these run names (e.g. teacher ts-dot); their inputs must exist",
     )
+    parser.add_argument(
+        "--rebuild_missing",
+        action="store_true",
+        help="run again the selected runs that are in the results file but whose model folder is gone (e.g. the "
+        "students to export after a fresh checkout); their new rows supersede the old ones",
+    )
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
@@ -436,10 +485,20 @@ def main() -> None:
         sync_logs(results_file, done)
     pending = []
     for index, run in enumerate(runs, 1):
-        if run_id_of(run) in done:
+        missing = args.rebuild_missing and not (output_dir(root, run) / "config.json").is_file()
+        if run_id_of(run) in done and missing:
+            print(f"[{index}/{len(runs)}] {run_id_of(run)}: done, but its model folder is missing: run again")
+            del done[run_id_of(run)]
+            pending.append((index, run))
+        elif run_id_of(run) in done:
             print(f"[{index}/{len(runs)}] {run_id_of(run)}: done, skipped")
         else:
             pending.append((index, run))
+    for run in missing_inputs([r for _, r in pending], grid, done, root):
+        print(f"{run_id_of(run)}: in the results file, but its model folder is missing: run again", flush=True)
+        del done[run_id_of(run)]
+        pending.insert(0, (0, run))
+    pending.sort(key=lambda item: run_priority(item[1]) if args.scale == "cpu" else 0)
     running: dict[str, tuple] = {}  # run id -> (process, run, output folder, start time)
     while pending or running:
         for index, run in list(pending):  # start what is ready (its teacher / task-agnostic init finished)

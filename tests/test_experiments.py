@@ -160,7 +160,7 @@ def test_cpu_scale_keeps_three_student_seeds_and_runs_teachers_first():
     ]
 
 
-def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tmp_path):
+def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tmp_path, capsys):
     import export_best
     from transformers import BertTokenizer
 
@@ -190,9 +190,15 @@ def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tm
                 {"run_id": f"sst2/{model}/seed{seed}", "task": "sst2", "model": model, "role": "student" if model != "teacher" else "teacher",
                  "attention": attention, "seed": seed, "group": "main", "metrics": metrics, "output_dir": str(folder)}
             )  # fmt: skip
+    gone = {**rows[-1], "run_id": "sst2/ts-inhibitor/seed3", "seed": 3, "output_dir": str(tmp_path / "gone")}
+    rows.append({**gone, "metrics": {**gone["metrics"], "eval_accuracy": 0.95}})  # the best, but its weights are gone
+    for folder in (tmp_path / "runs").glob("t*-[12]"):  # teacher-*, ts-dot-*: the card's comparison rows come
+        if "inhibitor" not in folder.name:  # from the results file
+            (folder / "all_results.json").unlink()
     results = tmp_path / "results.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows))
     export_best.main([str(results), "--out", str(tmp_path / "hub"), "--owner", "me"])
+    assert "sst2/ts-inhibitor/seed3 (95.0), has no model folder here" in capsys.readouterr().out
     out = tmp_path / "hub" / "inhibidistilbert-minilm-sst2"
     assert (out / "model.safetensors").is_file() and not (out / "checkpoints").exists()
     card = (out / "README.md").read_text()
@@ -239,3 +245,82 @@ def test_quick_job_runs_both_transfer_stages_before_the_transferred_student():
         "sst2/teacher/seed42",
         "sst2/transfer-inhibitor/seed42",
     ]
+
+
+def test_missing_model_folders_of_finished_inputs_are_rebuilt_first(tmp_path):
+    """A fresh checkout keeps the results file but not the weights: the inputs a pending run needs run again."""
+    runs = reproduce.build_grid(["stsb"], [42, 43], scale="cpu")
+    by_id = {reproduce.run_id_of(r): r for r in runs}
+    done = {
+        i: {} for i in ("stsb/teacher/seed42", "general/transfer-inhibitor/seed42", "stsb/transfer-inhibitor/seed42")
+    }
+    pending = [by_id["stsb/at-inhibitor/seed43"], by_id["stsb/ts-dot/seed43"]]
+    teacher = reproduce.output_dir(tmp_path, by_id["stsb/teacher/seed42"])
+    teacher.mkdir(parents=True)
+    (teacher / "config.json").write_text("{}")  # the teacher's folder is there; both transfers' are not
+    rebuild = {reproduce.run_id_of(r) for r in reproduce.missing_inputs(pending, runs, done, tmp_path)}
+    assert rebuild == {"stsb/transfer-inhibitor/seed42", "general/transfer-inhibitor/seed42"}
+    (teacher / "config.json").unlink()
+    rebuild = {reproduce.run_id_of(r) for r in reproduce.missing_inputs(pending[1:], runs, done, tmp_path)}
+    assert rebuild == {"stsb/teacher/seed42"}  # ts-dot needs only its teacher
+    assert reproduce.missing_inputs([], runs, done, tmp_path) == []  # nothing pending: nothing rebuilt
+
+
+def test_variants_of_the_transferred_student_and_their_report(tmp_path):
+    runs = reproduce.build_grid(["stsb"], [42, 43], diagnose=True, scale="cpu")
+    by_id = {reproduce.run_id_of(r): r for r in runs}
+    variants = [r for r in runs if r.group == "diagnosis" and r.name.startswith("at-")]
+    assert {r.name for r in variants} == {f"at-inhibitor-{n}" for n in reproduce.AT_DIAGNOSIS} | {"at-dot-4-epochs"}
+    long = by_id["stsb/at-inhibitor-long-transfer/seed42"]
+    assert reproduce.dependencies(long, runs) == ["stsb/teacher/seed42", "stsb/transfer-inhibitor-long/seed42"]
+    command = reproduce.command_for(by_id["stsb/transfer-inhibitor-long/seed42"], tmp_path, None, "/minilm")
+    assert command[command.index("--max_train_steps") + 1] == str(reproduce.LONG_TRANSFER_STEPS)
+    assert str(tmp_path / "general/transfer-inhibitor-seed42") in command  # from the general transfer, as the 300
+    hidden = reproduce.command_for(by_id["stsb/at-inhibitor-hidden-cosine/seed42"], tmp_path, None, "/minilm")
+    assert str(tmp_path / "stsb/transfer-inhibitor-seed42") in hidden and "--hidden_loss" in hidden
+    # the variants come right after the task's main cells, before its other seeds
+    assert reproduce.run_priority(long) < reproduce.run_priority(by_id["stsb/at-inhibitor/seed43"])
+
+    def row(model, seed, spearman, init="minilm", overrides=None, group="main"):
+        return {
+            "run_id": f"stsb/{model}/seed{seed}", "task": "stsb", "model": model, "role": "student",
+            "attention": "dot" if "dot" in model else "inhibitor", "seed": seed, "group": group, "init": init,
+            "overrides": overrides or {}, "metrics": {"eval_spearmanr": spearman}, "wall_time_s": 1.0,
+            "hardware": "test", "output_dir": str(tmp_path),
+        }  # fmt: skip
+
+    rows = [
+        row("ts-dot", 42, 0.5),  # recorded twice (rebuilt): the last row counts
+        row("ts-dot", 42, 0.7),
+        row("at-dot", 42, 0.74, init="transfer-dot"),
+        row("at-inhibitor", 42, 0.64, init="transfer-inhibitor"),
+        row("at-inhibitor-long-transfer", 42, 0.69, init="transfer-inhibitor-long", group="diagnosis"),
+        row("at-inhibitor-hidden-cosine", 42, 0.66, "transfer-inhibitor", {"hidden_loss": "cosine"}, "diagnosis"),
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join(json.dumps(r) for r in rows))
+    report.main([str(results), "--out", str(tmp_path / "docs")])
+    text = (tmp_path / "docs/results.md").read_text()
+    assert "| ts-dot | 70.0 | 70.0 |" in text
+    section = text.split("Diagnosis after the attention transfer")[1]
+    assert '`at-inhibitor-long-transfer`: {"init": "transfer-inhibitor-long"}' in section
+    assert '`at-inhibitor-hidden-cosine`: {"hidden_loss": "cosine"}' in section
+    assert "| at-inhibitor-long-transfer | 69.0 | 69.0 |" in section and "| at-dot | 74.0 | 74.0 |" in section
+
+
+def test_rebuild_missing_reruns_finished_runs_whose_folder_is_gone(tmp_path, capsys, monkeypatch):
+    results = tmp_path / "results.jsonl"
+    row = {"run_id": "sst2/teacher/seed42", "output_dir": str(tmp_path / "gone")}
+    results.write_text(json.dumps(row) + "\n")
+    monkeypatch.setattr(reproduce, "minilm_folder", lambda: "/minilm")
+    argv = ["--scale", "cpu", "--tasks", "sst2", "--seeds", "42", "--models", "teacher", "--dry_run"]
+    monkeypatch.setattr(
+        sys, "argv", ["reproduce.py", *argv, "--results_file", str(results), "--output_root", str(tmp_path)]
+    )
+    reproduce.main()
+    assert "sst2/teacher/seed42: done, skipped" in capsys.readouterr().out  # by default a finished run stays finished
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--rebuild_missing"])
+    reproduce.main()
+    out = capsys.readouterr().out
+    assert "sst2/teacher/seed42: done, but its model folder is missing: run again" in out
+    assert "run_glue_distill.py" in out and "--mode finetune" in out  # the teacher's command, printed by --dry_run
