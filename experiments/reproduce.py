@@ -2,7 +2,9 @@
 
 Every run is one call of `run_glue_distill.py` (or `run_distill_general.py`) with a recipe from `configuration/`;
 its metrics are appended to a results file (JSON lines) that `experiments/report.py` turns into docs/results.md.
-Runs whose results are already in the file are skipped; an interrupted run resumes from its last checkpoint.
+Runs whose results are already in the file are skipped; an interrupted run resumes from its last checkpoint; a
+finished run whose model folder is gone (a fresh checkout has the results file, not the weights) runs again when a
+pending run needs it as teacher or initialisation, or when `--rebuild_missing` selects it.
 
     python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: about ten minutes
     python experiments/reproduce.py --scale cpu --workers 2 --data_dir ../shared/data   # the grid at CPU scale
@@ -59,6 +61,8 @@ AT_DIAGNOSIS = {
     "long-transfer": {},
 }
 LONG_TRANSFER_STEPS = 1200
+AT_DIAGNOSIS_SEEDED = ("scalar-lr-1e-2",)  # the variant that moved STS-B most at seed 42: on every seed
+AT_ABLATIONS = ("unsigned", "no-centring", "fixed-scalars")  # hidden alignment: at-inhibitor-hidden-cosine
 
 
 @dataclass
@@ -205,14 +209,24 @@ def build_grid(
             long = task_transfer(task, seeds[0], limits)
             long.name, long.args["max_train_steps"] = f"{TRANSFER}-long", LONG_TRANSFER_STEPS
             runs.append(long)
+            # the architecture ablations of at-inhibitor: from the shared general transfer, the change applies to
+            # the task transfer (its own run) and the task distillation
+            for name in AT_ABLATIONS:
+                transfer = task_transfer(task, seeds[0], limits)
+                transfer.name = f"{TRANSFER}-{name}"
+                transfer.args.update(ABLATIONS[name])
+                runs += [transfer, Run(f"at-inhibitor-{name}", task, "student", "inhibitor", seeds[0],
+                                       init=transfer.name, args={**limits, **ABLATIONS[name]}, group="ablation",
+                                       teacher_seed=seeds[0])]  # fmt: skip
             for name, overrides in AT_DIAGNOSIS.items():
                 init = long.name if name == "long-transfer" else TRANSFER
                 for attention in ("inhibitor", "dot") if name == "4-epochs" else ("inhibitor",):
-                    runs.append(
-                        Run(f"at-{attention}-{name}", task, "student", attention, seeds[0], init=TRANSFERS[attention]
-                            if init == TRANSFER else init, args={**limits, **overrides}, group="diagnosis",
-                            teacher_seed=seeds[0])
-                    )  # fmt: skip
+                    for seed in seeds if name in AT_DIAGNOSIS_SEEDED else seeds[:1]:
+                        runs.append(
+                            Run(f"at-{attention}-{name}", task, "student", attention, seed, init=TRANSFERS[attention]
+                                if init == TRANSFER else init, args={**limits, **overrides}, group="diagnosis",
+                                teacher_seed=seeds[0])
+                        )  # fmt: skip
         variants = [("ablation", ABLATIONS)] if task in ("sst2", "mrpc") else []
         variants += [("diagnosis", DIAGNOSIS)] if diagnose and task in DIAGNOSIS_TASKS else []
         for group, table in variants:  # inhibitor students that each change one thing, seed 42

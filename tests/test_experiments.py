@@ -278,6 +278,13 @@ def test_variants_of_the_transferred_student_and_their_report(tmp_path):
     assert str(tmp_path / "general/transfer-inhibitor-seed42") in command  # from the general transfer, as the 300
     hidden = reproduce.command_for(by_id["stsb/at-inhibitor-hidden-cosine/seed42"], tmp_path, None, "/minilm")
     assert str(tmp_path / "stsb/transfer-inhibitor-seed42") in hidden and "--hidden_loss" in hidden
+    # the architecture ablations of at-inhibitor: their own task transfer, from the shared general transfer
+    unsigned = by_id["stsb/at-inhibitor-unsigned/seed42"]
+    assert unsigned.group == "ablation" and unsigned.args["inhibitor_signed"] == "false"
+    assert reproduce.dependencies(unsigned, runs) == ["stsb/teacher/seed42", "stsb/transfer-inhibitor-unsigned/seed42"]
+    command = reproduce.command_for(by_id["stsb/transfer-inhibitor-unsigned/seed42"], tmp_path, None, "/minilm")
+    assert command[command.index("--inhibitor_signed") + 1] == "false"
+    assert str(tmp_path / "general/transfer-inhibitor-seed42") in command
     # the variants come right after the task's main cells, before its other seeds
     assert reproduce.run_priority(long) < reproduce.run_priority(by_id["stsb/at-inhibitor/seed43"])
 
