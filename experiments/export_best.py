@@ -1,10 +1,10 @@
 """Save the best inhibitor student of every task as a Hub-ready folder with a model card built from its results.
 
-    python experiments/export_best.py outputs/experiments/grid-cpu/results.jsonl --out outputs/hub --owner OWNER
+    python experiments/export_best.py results/grid-cpu.jsonl --out outputs/hub --owner OWNER
 
-For each task, the inhibitor student (task-specific or task-agnostic, any seed; ablations and diagnosis runs
-excluded) with the best
-dev score in the results file is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
+For each task, the inhibitor student (any recipe or seed, including the diagnosis variants that try to close the
+gap; the ablations, which remove a part on purpose, excluded) with the best dev score in the results file, among the
+runs whose folder is here, is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
 The folder is checked as `hub_upload.py` would check it, and its README.md is the model card that `hub_upload.py`
 generates, with the teacher and the dot-product student of the same seed and recipe in the comparison table. The
 command that publishes it is printed; nothing is uploaded.
@@ -33,10 +33,10 @@ def has_model(row: dict) -> bool:
 
 
 def best_students(rows: list[dict], available=lambda row: True) -> dict[str, dict]:
-    """task -> the best inhibitor student run of the main grid among the `available` ones (ties: the first)."""
+    """task -> the best inhibitor student run (no ablation) among the `available` ones (ties: the first)."""
     best: dict[str, dict] = {}
     for row in rows:
-        if row["role"] != "student" or row["attention"] != "inhibitor" or row["group"] in ("ablation", "diagnosis"):
+        if row["role"] != "student" or row["attention"] != "inhibitor" or row["group"] == "ablation":
             continue
         if not available(row):
             continue

@@ -143,7 +143,8 @@ def gap_section(rows: list[dict], dot: str, inh: str, goal: bool = True) -> list
     )
     lines += [
         "",
-        f"Gap inhibitor − dot ({inh} vs {dot}), macro: {macro:+.2f} points; worst task {worst_task} {worst:+.2f}."
+        (f"Gap inhibitor − dot ({inh} vs {dot})" if goal else f"{inh} − {dot}")
+        + f", macro: {macro:+.2f} points; worst task {worst_task} {worst:+.2f}."
         + (verdict if goal else ""),
         "",
     ]
@@ -337,16 +338,17 @@ def main(argv: list[str] | None = None) -> None:
     lines += variants_section(
         transferred,
         "diagnosis",
-        "Diagnosis after the attention transfer: variants of `at-inhibitor` (seed 42; mean ± std where n > 1)",
+        "Diagnosis after the attention transfer: variants of `at-inhibitor` (seed 42; paired gaps over seeds below)",
     )
     seeds = defaultdict(set)
     for r in rows:
         if r["group"] == "diagnosis":
             seeds[r["model"]].add(r["seed"])
     seeded = sorted(model for model, found in seeds.items() if len(found) > 1)
+    scored = [r for r in rows if r["role"] in ("teacher", "student")]
     for model in seeded:  # a variant run on several seeds: its paired gaps, like the main comparison's
-        for dot in ("at-dot", "ts-dot"):
-            lines += gap_section(rows, dot, model, goal=False)
+        for dot in ("at-dot", "ts-dot", base_model(model)):  # the last: what the one change did, seed by seed
+            lines += gap_section(scored, dot, model, goal=False)
     lines += general_section(rows)
     lines += ["## Comparison with DistilBERT's published scores (Sanh et al. 2019, GLUE dev; IMDB test)", ""]
     tasks = [t for t in tasks_of(main_rows) if t in PAPER_DISTILBERT]
@@ -372,6 +374,8 @@ def variants_section(rows: list[dict], group: str, title: str) -> list[str]:
     variants = [r for r in rows if r["group"] == group]
     if not variants:
         return []
+    first_seed = min(r["seed"] for r in variants)  # one seed, paired: a variant on several seeds gets gap sections
+    variants = [r for r in variants if r["seed"] == first_seed]
     cells = {(r["task"], r["seed"]) for r in variants}
     bases = list(dict.fromkeys(["ts-dot", *(base_model(r["model"]) for r in variants)]))
     if "at-inhibitor" in bases:

@@ -61,6 +61,7 @@ AT_DIAGNOSIS = {
     "long-transfer": {},
 }
 LONG_TRANSFER_STEPS = 1200
+AT_DIAGNOSIS_TASKS = ("stsb", "mrpc", "sst2", "cola")  # STS-B and CoLA: the largest gaps of at-inhibitor
 AT_DIAGNOSIS_SEEDED = ("scalar-lr-1e-2",)  # the variant that moved STS-B most at seed 42: on every seed
 AT_ABLATIONS = ("unsigned", "no-centring", "fixed-scalars")  # hidden alignment: at-inhibitor-hidden-cosine
 
@@ -205,7 +206,7 @@ def build_grid(
                 Run("gt-inhibitor", task, "student", "inhibitor", seeds[0], init=TRANSFER, args=limits,
                     teacher_seed=seeds[0], init_task="general")
             )  # fmt: skip
-        if diagnose and task in DIAGNOSIS_TASKS:  # variants of at-inhibitor (AT_DIAGNOSIS), seed 42
+        if diagnose and task in AT_DIAGNOSIS_TASKS:  # variants of at-inhibitor (AT_DIAGNOSIS), seed 42
             long = task_transfer(task, seeds[0], limits)
             long.name, long.args["max_train_steps"] = f"{TRANSFER}-long", LONG_TRANSFER_STEPS
             runs.append(long)
