@@ -61,7 +61,7 @@ AT_DIAGNOSIS = {
     "long-transfer": {},
 }
 LONG_TRANSFER_STEPS = 1200
-AT_DIAGNOSIS_TASKS = ("stsb", "mrpc", "sst2", "cola")  # STS-B and CoLA: the largest gaps of at-inhibitor
+AT_DIAGNOSIS_TASKS = ("stsb", "mrpc", "sst2", "cola", "rte")  # STS-B and CoLA: the largest gaps of at-inhibitor
 AT_DIAGNOSIS_SEEDED = ("scalar-lr-1e-2",)  # the variant that moved STS-B most at seed 42: on every seed
 AT_ABLATIONS = ("unsigned", "no-centring", "fixed-scalars")  # hidden alignment: at-inhibitor-hidden-cosine
 
