@@ -23,13 +23,14 @@ REPO = Path(__file__).resolve().parents[1]  # run folders are recorded relative 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import reproduce  # noqa: E402
 from report import load, score  # noqa: E402
 
 from modeling_inhibidistilbert.hub import CODE_FILES, PACKAGE_DIR, publish  # noqa: E402
 
 
 def has_model(row: dict) -> bool:
-    return (REPO / row["output_dir"] / "config.json").is_file()
+    return reproduce.has_model(REPO / row["output_dir"])
 
 
 def best_students(rows: list[dict], available=lambda row: True) -> dict[str, dict]:
@@ -59,10 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--owner", default="OWNER", help="Hub namespace for the repo ids in the cards")
     args = parser.parse_args(argv)
     rows = load(args.results_file)
-    overall = best_students(rows)
-    for task in sorted(set(overall) - set(best_students(rows, has_model))):
+    overall, exportable = best_students(rows), best_students(rows, has_model)
+    for task in sorted(set(overall) - set(exportable)):
         print(f"{task}: no inhibitor student of the results file has its model folder here; nothing exported")
-    for task, run in sorted(best_students(rows, has_model).items()):
+    for task, run in sorted(exportable.items()):
         if overall[task] is not run:  # a fresh checkout has the results file, not the weights
             print(
                 f"{task}: the best run, {overall[task]['run_id']} ({score(overall[task]):.1f}), has no model folder "

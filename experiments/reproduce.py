@@ -259,10 +259,10 @@ WITHIN_TASK = {"ts-inhibitor": 0.1, "gt-inhibitor": 0.2, "transfer-dot": 0.3, "a
 def run_priority(run: Run) -> float:
     """The order of a CPU grid, so that one cut short has the cells that matter most. Stable within a class.
 
-    The general attention transfer, the teachers and the task transfers; the seed-42 `ts-dot` and `at-inhibitor` students of every task (the main
-    comparison); then task by task (`DETAIL_ORDER`): the plain conversion `ts-inhibitor`, the first-stage-only
-    `gt-inhibitor`, the identical-recipe `at-dot`, the variants of `at-inhibitor` (`--diagnose`), the other seeds of the main comparison, the ablations, the other
-    seeds of the rest (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment)
+    The general attention transfer, the teachers and the task transfers; the seed-42 `ts-dot` and `at-inhibitor`
+    students of every task (the main comparison); then task by task (`DETAIL_ORDER`): the plain conversion
+    `ts-inhibitor`, the first-stage-only `gt-inhibitor`, the identical-recipe `at-dot`, the variants of `at-inhibitor`
+    (`--diagnose`), the other seeds of the main comparison, the ablations, the other seeds of the rest (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment)
     students and the diagnosis runs.
     """
     main = run.seed == run.teacher_seed
@@ -296,6 +296,11 @@ def run_id_of(run: Run) -> str:
     return f"{run.task}/{run.name}/seed{run.seed}"
 
 
+def has_model(folder: Path) -> bool:
+    """Whether a run folder holds its saved model (a fresh checkout has the results file, not the weights)."""
+    return (folder / "config.json").is_file()
+
+
 def missing_inputs(pending: list[Run], grid: list[Run], done: dict[str, dict], root: Path) -> list[Run]:
     """Finished runs whose model folder is gone (a fresh checkout keeps the results file, not the weights) although a
     pending run starts from or distils from them: they are run again, before their dependents, and their new row
@@ -306,7 +311,7 @@ def missing_inputs(pending: list[Run], grid: list[Run], done: dict[str, dict], r
     while queue:
         for dep in dependencies(queue.pop(), grid):
             run = by_id[dep]
-            if dep in done and not (output_dir(root, run) / "config.json").is_file() and run not in rebuild:
+            if dep in done and not has_model(output_dir(root, run)) and run not in rebuild:
                 rebuild.append(run)
                 queue.append(run)
     return rebuild
@@ -500,7 +505,7 @@ def main() -> None:
         sync_logs(results_file, done)
     pending = []
     for index, run in enumerate(runs, 1):
-        missing = args.rebuild_missing and not (output_dir(root, run) / "config.json").is_file()
+        missing = args.rebuild_missing and not has_model(output_dir(root, run))
         if run_id_of(run) in done and missing:
             print(f"[{index}/{len(runs)}] {run_id_of(run)}: done, but its model folder is missing: run again")
             del done[run_id_of(run)]
@@ -513,7 +518,8 @@ def main() -> None:
         print(f"{run_id_of(run)}: in the results file, but its model folder is missing: run again", flush=True)
         del done[run_id_of(run)]
         pending.insert(0, (0, run))
-    pending.sort(key=lambda item: run_priority(item[1]) if args.scale == "cpu" else 0)
+    if args.scale == "cpu":  # the rebuilt inputs in their place in the order (elsewhere they lead)
+        pending.sort(key=lambda item: run_priority(item[1]))
     running: dict[str, tuple] = {}  # run id -> (process, run, output folder, start time)
     while pending or running:
         for index, run in list(pending):  # start what is ready (its teacher / task-agnostic init finished)
