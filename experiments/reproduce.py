@@ -56,13 +56,17 @@ DIAGNOSIS = {
 # still falls at 300 steps), `4-epochs` doubles the task distillation (`at-dot-4-epochs` is its dot-product pair).
 AT_DIAGNOSIS = {
     "hidden-cosine": {"hidden_loss": "cosine", "alpha_hidden": "1.0"},
-    "scalar-lr-1e-2": {"scalar_learning_rate": "1e-2"},
     "4-epochs": {"num_train_epochs": "4"},
     "long-transfer": {},
 }
 LONG_TRANSFER_STEPS = 1200
 AT_DIAGNOSIS_TASKS = ("stsb", "mrpc", "sst2", "cola", "rte")  # STS-B and CoLA: the largest gaps of at-inhibitor
-AT_DIAGNOSIS_SEEDED = ("scalar-lr-1e-2",)  # the variant that moved STS-B most at seed 42: on every seed
+# The variant that closed most of the STS-B gap (diagnosed on seed 42, then confirmed on three seeds) is the main
+# comparison's inhibitor student: `at-inhibitor` with the per-head scalars at their own learning rate (1e-2, as in the
+# attention transfer). Its name keeps the one change it makes, so the rows of the diagnosis stay valid.
+RECOMMENDED = "at-inhibitor-scalar-lr-1e-2"
+RECOMMENDED_ARGS = {"scalar_learning_rate": "1e-2"}
+MAIN_PAIR = ("ts-dot", RECOMMENDED)
 AT_ABLATIONS = ("unsigned", "no-centring", "fixed-scalars")  # hidden alignment: at-inhibitor-hidden-cosine
 
 
@@ -165,8 +169,8 @@ def build_grid(
         runs.append(task_transfer("sst2", 42, limits))
         for attention in ("dot", "inhibitor"):
             runs.append(Run(f"student-{attention}", "sst2", "student", attention, 42, args=limits, group="quick"))
-        runs.append(Run("student-at-inhibitor", "sst2", "student", "inhibitor", 42, init=TRANSFER, args=limits,
-                        group="quick"))  # fmt: skip
+        runs.append(Run("student-at-inhibitor", "sst2", "student", "inhibitor", 42, init=TRANSFER,
+                        args={**limits, **RECOMMENDED_ARGS}, group="quick"))  # fmt: skip
         if diagnose:
             for name, overrides in DIAGNOSIS.items():
                 args = {**limits, **overrides}
@@ -174,7 +178,9 @@ def build_grid(
         return runs
     cpu = scale == "cpu"
     runs: list[Run] = []
-    general_args = dict(CPU_GENERAL_LIMITS) if cpu else {}
+    # the task-agnostic arm gets the scalars' own learning rate too (a no-op for the dot-product student, which has
+    # none): at the recipes' 1e-4 the per-head scalars stay where they started
+    general_args = {**(CPU_GENERAL_LIMITS if cpu else {}), **RECOMMENDED_ARGS}
     runs += [Run(f"general-{a}", "general", "general", a, 42, args=general_args) for a in ("dot", "inhibitor")]
     runs.append(Run(TRANSFER, "general", "general", "inhibitor", 42, recipe="attention_transfer"))
     for task in tasks:
@@ -194,11 +200,16 @@ def build_grid(
                     Run(f"at-{attention}", task, "student", attention, seed, init=TRANSFERS[attention], args=limits,
                         teacher_seed=teacher_seed)
                 )  # fmt: skip
+                if attention == "inhibitor":  # the same, the per-head scalars at their own learning rate
+                    runs.append(
+                        Run(RECOMMENDED, task, "student", attention, seed, init=TRANSFER,
+                            args={**limits, **RECOMMENDED_ARGS}, teacher_seed=teacher_seed)
+                    )  # fmt: skip
                 if not cpu or seed == seeds[0]:
                     runs.append(
                         Run(
                             f"ta-{attention}", task, "student", attention, seed, init=f"general-{attention}",
-                            args=limits, teacher_seed=teacher_seed,
+                            args={**limits, **RECOMMENDED_ARGS}, teacher_seed=teacher_seed,
                         )
                     )  # fmt: skip
         if task in DIAGNOSIS_TASKS + ("sst2",):  # which stage of the attention transfer matters: the first alone
@@ -222,12 +233,11 @@ def build_grid(
             for name, overrides in AT_DIAGNOSIS.items():
                 init = long.name if name == "long-transfer" else TRANSFER
                 for attention in ("inhibitor", "dot") if name == "4-epochs" else ("inhibitor",):
-                    for seed in seeds if name in AT_DIAGNOSIS_SEEDED else seeds[:1]:
-                        runs.append(
-                            Run(f"at-{attention}-{name}", task, "student", attention, seed, init=TRANSFERS[attention]
-                                if init == TRANSFER else init, args={**limits, **overrides}, group="diagnosis",
-                                teacher_seed=seeds[0])
-                        )  # fmt: skip
+                    runs.append(
+                        Run(f"at-{attention}-{name}", task, "student", attention, seeds[0], init=TRANSFERS[attention]
+                            if init == TRANSFER else init, args={**limits, **overrides}, group="diagnosis",
+                            teacher_seed=seeds[0])
+                    )  # fmt: skip
         variants = [("ablation", ABLATIONS)] if task in ("sst2", "mrpc") else []
         variants += [("diagnosis", DIAGNOSIS)] if diagnose and task in DIAGNOSIS_TASKS else []
         for group, table in variants:  # inhibitor students that each change one thing, seed 42
@@ -259,8 +269,8 @@ WITHIN_TASK = {"ts-inhibitor": 0.1, "gt-inhibitor": 0.2, "transfer-dot": 0.3, "a
 def run_priority(run: Run) -> float:
     """The order of a CPU grid, so that one cut short has the cells that matter most. Stable within a class.
 
-    The general attention transfer, the teachers and the task transfers; the seed-42 `ts-dot` and `at-inhibitor`
-    students of every task (the main comparison); then task by task (`DETAIL_ORDER`): the plain conversion
+    The general attention transfer, the teachers and the task transfers; the seed-42 `ts-dot`, `RECOMMENDED` and
+    `at-inhibitor` students of every task (the main comparison); then task by task (`DETAIL_ORDER`): the plain conversion
     `ts-inhibitor`, the first-stage-only `gt-inhibitor`, the identical-recipe `at-dot`, the variants of `at-inhibitor`
     (`--diagnose`), the other seeds of the main comparison, the ablations, the other seeds of the rest (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment)
     students and the diagnosis runs.
@@ -281,14 +291,16 @@ def run_priority(run: Run) -> float:
         return block + 0.45  # the variants of at-inhibitor (AT_DIAGNOSIS) before the task's other seeds
     if run.group == "diagnosis":
         return 22 + cheapest_first(run)
-    if run.name in ("ts-dot", "at-inhibitor") and main and run.group == "main":
+    if run.name in (*MAIN_PAIR, "at-inhibitor") and main and run.group == "main":
         return 1
     if run.task == "sst2" and (run.group == "ablation" or run.name == "ts-inhibitor") and main:
         return 2.5  # the architecture ablations (against the plain conversion), on the cheapest task
     if run.name in WITHIN_TASK and (main or run.role == "transfer"):
         return block + WITHIN_TASK[run.name]
-    if run.name in ("ts-dot", "at-inhibitor"):
+    if run.name in MAIN_PAIR:
         return block + 0.5
+    if run.name == "at-inhibitor":
+        return block + 0.55
     return block + (0.6 if run.group == "ablation" else 0.8)
 
 
