@@ -14,8 +14,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from reproduce import RECOMMENDED  # the main comparison's inhibitor student (next to this file)
+
 REPO = Path(__file__).resolve().parents[1]  # run folders are recorded relative to it
-RECOMMENDED = "at-inhibitor-scalar-lr-1e-2"  # experiments/reproduce.py: the main comparison's inhibitor student
 
 MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr"}
 METRIC_NAME = {"matthews_correlation": "MCC", "spearmanr": "Spearman", "accuracy": "acc."}
