@@ -270,10 +270,11 @@ def run_priority(run: Run) -> float:
     """The order of a CPU grid, so that one cut short has the cells that matter most. Stable within a class.
 
     The general attention transfer, the teachers and the task transfers; the seed-42 `ts-dot`, `RECOMMENDED` and
-    `at-inhibitor` students of every task (the main comparison); then task by task (`DETAIL_ORDER`): the plain conversion
-    `ts-inhibitor`, the first-stage-only `gt-inhibitor`, the identical-recipe `at-dot`, the variants of `at-inhibitor`
-    (`--diagnose`), the other seeds of the main comparison, the ablations, the other seeds of the rest (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment)
-    students and the diagnosis runs.
+    `at-inhibitor` students of every task (the main comparison); then task by task (`DETAIL_ORDER`): the plain
+    conversion `ts-inhibitor`, the first-stage-only `gt-inhibitor`, the identical-recipe `at-dot`, the variants of
+    `at-inhibitor` (`--diagnose`), the other seeds of the main comparison, the ablations, the other seeds of the rest
+    (the SST-2 ablations right after the first task); last the task-agnostic (hidden-alignment) students and the
+    diagnosis runs.
     """
     main = run.seed == run.teacher_seed
     if run.role == "general" and run.name == TRANSFER:
