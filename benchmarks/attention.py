@@ -77,7 +77,7 @@ from distill_throughput import FusedCallCounter  # noqa: E402  (the sibling benc
 from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertModel  # noqa: E402
 from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling  # noqa: E402
 from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist  # noqa: E402
-from tests.test_attention_numerics import naive_inhibitor  # noqa: E402  (the reference the tests use)
+from modeling_inhibidistilbert.reference import naive_inhibitor  # noqa: E402  (the reference the tests use)
 
 try:
     import inhibidistilbert_kernels as kernels

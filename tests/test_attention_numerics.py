@@ -6,37 +6,7 @@ import pytest
 import torch
 
 from modeling_inhibidistilbert.modeling_inhibidistilbert import attention_mask_to_allowed, inhibitor_attention_cdist
-
-
-def naive_inhibitor(q, k, v, gamma, delta, eta, key_mask=None, signed=True, center=True):
-    """Straight from the spec, with the [B, H, N, N, d] broadcast: only for tiny float64 checks."""
-    d = q.shape[-1]
-    z = gamma[:, None, None] / math.sqrt(d) * (q[..., :, None, :] - k[..., None, :, :]).abs().sum(-1)
-    m = (
-        torch.ones(z.shape[0], 1, 1, z.shape[-1], dtype=z.dtype)
-        if key_mask is None
-        else key_mask[:, None, None, :].to(z.dtype)
-    )
-    if center:
-        z = z - (z * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)
-    zbar = torch.relu(z - delta[:, None, None])
-    vv, zz = v[..., None, :, :], zbar[..., None]  # [B, H, 1, N, d], [B, H, N, N, 1]
-    terms = torch.relu(vv - zz) + (torch.clamp(vv + zz, max=0.0) if signed else 0.0)
-    out = (terms * m[..., None]).sum(-2)  # m[..., None]: [B, 1, 1, N, 1] masks the key axis
-    return eta[:, None, None] * out, zbar
-
-
-def random_case(batch=2, heads=3, n=6, d=5, seed=0, pad=True):
-    gen = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(batch, heads, n, d, generator=gen, dtype=torch.float64) for _ in range(3))
-    gamma = 0.5 + torch.rand(heads, generator=gen, dtype=torch.float64)
-    delta = 0.3 * torch.randn(heads, generator=gen, dtype=torch.float64)
-    eta = 0.5 + torch.rand(heads, generator=gen, dtype=torch.float64)
-    key_mask = None
-    if pad:
-        key_mask = torch.ones(batch, n, dtype=torch.bool)
-        key_mask[0, n - 2 :] = False  # first sequence padded by two tokens
-    return q, k, v, gamma, delta, eta, key_mask
+from modeling_inhibidistilbert.reference import naive_inhibitor, random_case
 
 
 @pytest.mark.parametrize("signed", [True, False])

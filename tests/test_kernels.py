@@ -26,7 +26,7 @@ from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling
 from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist
 
 from .conftest import perturb_scalars
-from .test_attention_numerics import naive_inhibitor
+from modeling_inhibidistilbert.reference import naive_inhibitor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -474,7 +474,7 @@ def test_triton_model_matches_the_cdist_form_on_gpu():
 TRITON_INTERPRETER_CHECK = """
     import torch
     from inhibidistilbert_kernels.triton_inhibitor import triton_inhibitor_attention
-    from tests.test_attention_numerics import naive_inhibitor
+    from modeling_inhibidistilbert.reference import naive_inhibitor
 
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 2, 20, 16, generator=gen) for _ in range(3))
