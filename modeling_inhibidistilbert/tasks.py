@@ -91,6 +91,9 @@ class TaskSpec:
         pretty_name: the name model cards and reports print (`"GLUE SST-2"`, `"IMDB"`).
         eval_sizes: eval suffix -> rows of the full official evaluation split (`eval_size` is the main one's).
         published: published reference scores of comparable models on the main evaluation split (`PublishedScore`).
+        majority: metric -> score (x100) of predicting the main evaluation split's majority class (a constant
+            prediction: 0 for Matthews correlation; for a correlation, undefined and taken as 0); empty where the
+            split is not available offline to check it.
     """
 
     name: str
@@ -110,6 +113,7 @@ class TaskSpec:
     pretty_name: str = ""
     eval_sizes: dict[str, int] = field(default_factory=dict)
     published: tuple[PublishedScore, ...] = ()
+    majority: dict[str, float] = field(default_factory=dict)
 
     @property
     def eval_size(self) -> int:
@@ -119,6 +123,11 @@ class TaskSpec:
     @property
     def is_regression(self) -> bool:
         return self.label_names is None
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        """The keys of the main evaluation split's metrics in a run's all_results.json (`eval_<metric>`)."""
+        return tuple(f"eval_{name}" for name in self.metrics)
 
     @property
     def num_labels(self) -> int:
@@ -150,6 +159,7 @@ TASKS: dict[str, TaskSpec] = {
         pretty_name="GLUE CoLA",
         eval_sizes={"": 1043},
         published=(_distilbert(51.3, "matthews_correlation"),),
+        majority={"matthews_correlation": 0.0},
     ),
     "sst2": TaskSpec(
         name="sst2",
@@ -163,6 +173,7 @@ TASKS: dict[str, TaskSpec] = {
         pretty_name="GLUE SST-2",
         eval_sizes={"": 872},
         published=(_distilbert(91.3, "accuracy"), _minilm(91.3, "accuracy")),
+        majority={"accuracy": 100 * 444 / 872},
     ),
     "mrpc": TaskSpec(
         name="mrpc",
@@ -180,6 +191,7 @@ TASKS: dict[str, TaskSpec] = {
             _distilbert(87.5, None, "the paper does not name the metric; most likely F1"),
             _minilm(86.6, None, "the card does not name the metric"),
         ),
+        majority={"accuracy": 100 * 279 / 408, "f1": 100 * 2 * 279 / (279 + 408)},
     ),
     "stsb": TaskSpec(
         name="stsb",
@@ -197,6 +209,7 @@ TASKS: dict[str, TaskSpec] = {
             _distilbert(86.9, None, "the paper does not name the correlation"),
             PublishedScore("all-MiniLM-L6-v2 fine-tuned", "pearson", 82.6, _ALL_MINILM_STSB),
         ),
+        majority={"pearson": 0.0, "spearmanr": 0.0},
     ),
     "qqp": TaskSpec(
         name="qqp",
@@ -240,6 +253,7 @@ TASKS: dict[str, TaskSpec] = {
         pretty_name="GLUE QNLI",
         eval_sizes={"": 5463},
         published=(_distilbert(89.2, "accuracy"), _minilm(90.3, "accuracy")),
+        majority={"accuracy": 100 * 2761 / 5463},
     ),
     "rte": TaskSpec(
         name="rte",
@@ -253,6 +267,7 @@ TASKS: dict[str, TaskSpec] = {
         pretty_name="GLUE RTE",
         eval_sizes={"": 277},
         published=(_distilbert(59.9, "accuracy"), _minilm(68.9, "accuracy")),
+        majority={"accuracy": 100 * 146 / 277},
     ),
     "wnli": TaskSpec(
         name="wnli",
@@ -281,6 +296,7 @@ TASKS: dict[str, TaskSpec] = {
         pretty_name="IMDB",
         eval_sizes={"": 25000},
         published=(_distilbert(92.82, "accuracy", "test set, all 25,000 reviews"),),
+        majority={"accuracy": 50.0},
     ),
 }
 

@@ -63,3 +63,17 @@ def test_eval_sizes_match_the_offline_data(name):
     if not path.is_file():
         pytest.skip(f"offline data not at {DATA} (set INHIBI_DATA_DIR)")
     assert _rows(path) == task.eval_size
+
+
+@pytest.mark.parametrize("name", ["sst2", "mrpc", "rte", "qnli", "imdb", "cola"])
+def test_majority_scores_match_the_offline_dev_labels(name):
+    from modeling_inhibidistilbert.distill.data import load_task_splits
+    from modeling_inhibidistilbert.distill.metrics import compute_task_metrics
+
+    task = TASKS[name]
+    if not (DATA / task.local_folder / task.local_files[""]).is_file():
+        pytest.skip(f"offline data not at {DATA} (set INHIBI_DATA_DIR)")
+    labels = list(load_task_splits(task, DATA, need_train=False)["validation"]["label"])
+    majority = max(set(labels), key=labels.count)
+    scores = compute_task_metrics(name, [majority] * len(labels), labels)
+    assert {k: 100 * v for k, v in scores.items()} == pytest.approx(task.majority)
