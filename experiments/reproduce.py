@@ -19,16 +19,17 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_TASKS = ("cola", "mrpc", "rte", "stsb")
 DIAGNOSIS_TASKS = ("stsb", "mrpc")  # the pair tasks, where the inhibitor student falls furthest behind
-MAIN_METRIC = {"cola": "matthews_correlation", "stsb": "spearmanr", "mrpc": "accuracy"}
 ABLATIONS = {  # name -> student config overrides (inhibitor only)
     "unsigned": {"inhibitor_signed": "false"},
     "no-centring": {"center_scores": "false"},
@@ -84,6 +85,18 @@ class Run:
     teacher_seed: int | None = None  # the teacher run a student distils from (default: its own seed)
     recipe: str | None = None  # configuration/<recipe>.yaml; default: the task's (general.yaml for role general)
     init_task: str | None = None  # where `init` lives: default the task for transfers, "general" for the rest
+    init_seed: int | None = None  # the seed of the run `init` names: default 42 in "general", else the teacher's
+
+
+def teacher_seed_of(run: Run) -> int:
+    return run.seed if run.teacher_seed is None else run.teacher_seed
+
+
+def init_seed_of(run: Run) -> int:
+    """The seed of the run a run starts from (see `Run.init_seed`)."""
+    if run.init_seed is not None:
+        return run.init_seed
+    return 42 if init_task_of(run) == "general" else teacher_seed_of(run)
 
 
 def init_task_of(run: Run) -> str:
@@ -254,6 +267,90 @@ def build_grid(
     return runs
 
 
+# The protocol (docs/protocol.md, written before its runs): the identical-recipe pair at-dot / at-inhibitor through the
+# same pipeline, every student stage seeded per seed (the general attention transfer included), one teacher per task
+# (seed 42; RTE's starts from the MRPC teacher), every choice on a held-out part of the training set, dev evaluated once.
+PROTOCOL_PAIR = ("at-dot", "at-inhibitor")
+PROTOCOL_BASELINE = "ts-dot"  # plain task distillation of MiniLM: the second baseline
+PROTOCOL_COMMUNITY = ("ft-minilm", "ft-general-inhibitor")  # plain transformers.Trainer fine-tunes, no teacher
+PROTOCOL_TASKS = ("stsb", "mrpc", "cola", "rte", "sst2", "imdb")  # the order of the grid: cheapest first
+PROTOCOL_SEEDS = (42, 43, 44, 45, 46)
+PROTOCOL_PAIR_SEEDS = {"cola": 5, "mrpc": 5, "rte": 5, "stsb": 5, "sst2": 3, "imdb": 3}  # of PROTOCOL_SEEDS, in order
+PROTOCOL_SIDE_SEEDS = {"cola": 3, "mrpc": 3, "rte": 3, "stsb": 3, "sst2": 1, "imdb": 1}  # ts-dot and the ft-* rows
+PROTOCOL_TEACHER_SEED = 42
+PROTOCOL_SELECTION = {  # every choice on held-out training rows; dev (IMDB: test) only reported
+    "selection_split": "heldout",
+    "heldout_fraction": 0.1,
+    "heldout_min_rows": 500,
+    "heldout_seed": 0,
+    "eval_strategy": "epoch",
+    "early_stopping_patience": 2,
+}
+PROTOCOL_LIMITS = {  # on top of configuration/<task>.yaml (batch size, learning rate, loss weights stay the recipe's)
+    "cola": {"max_seq_length": 64, "num_train_epochs": 5},
+    "mrpc": {"max_seq_length": 128, "num_train_epochs": 5},
+    "rte": {"max_seq_length": 128, "num_train_epochs": 5},
+    "stsb": {"max_seq_length": 128, "num_train_epochs": 5},
+    # SST-2: 20,000 of the 64,349 rows left after holding out 3,000 (random, the same for every run)
+    "sst2": {"max_seq_length": 64, "num_train_epochs": 3, "max_train_samples": 20000, "subset_seed": 0,
+             "heldout_fraction": 3000 / 67349},
+    # IMDB: 256 tokens, 5,000 of the 24,000 reviews left after holding out 1,000; the full 25,000-review test set
+    "imdb": {"max_seq_length": 256, "num_train_epochs": 3, "max_train_samples": 5000, "subset_seed": 0,
+             "heldout_fraction": 1000 / 25000},
+}  # fmt: skip
+PROTOCOL_SCALAR_LR = {"scalar_learning_rate": "1e-2"}  # both sides (a no-op for dot); fixed a priori, see protocol
+PROTOCOL_GENERAL_TRANSFER = {}  # configuration/attention_transfer.yaml as it is: 800 steps on all tasks' texts
+PROTOCOL_TASK_TRANSFER = {"max_train_steps": 300, "eval_steps": 100, "checkpointing_steps": 100}
+
+
+def protocol_transfer_texts(task: str) -> str:
+    """The task transfer's texts: the task's training inputs (the subset its students see, where there is one)."""
+    limits = PROTOCOL_LIMITS[task]
+    return f"{task}:{limits['max_train_samples']}" if "max_train_samples" in limits else task
+
+
+def build_protocol_grid(tasks: list[str], pair_seeds: dict | None = None, side_seeds: dict | None = None) -> list[Run]:
+    """Exactly the protocol's runs (docs/protocol.md), in the order they should run (`PROTOCOL_TASKS`, seeds in order)."""
+    pair_seeds = {**PROTOCOL_PAIR_SEEDS, **(pair_seeds or {})}
+    side_seeds = {**PROTOCOL_SIDE_SEEDS, **(side_seeds or {})}
+    teacher_seed = PROTOCOL_TEACHER_SEED
+    order = [t for t in PROTOCOL_TASKS if t in tasks] + [t for t in tasks if t not in PROTOCOL_TASKS]
+    seeds_needed = PROTOCOL_SEEDS[: max(pair_seeds.get(t, 1) for t in order)]
+    runs = [Run(TRANSFER, "general", "general", "inhibitor", seed, recipe="attention_transfer", group="protocol",
+                args=dict(PROTOCOL_GENERAL_TRANSFER)) for seed in seeds_needed]  # fmt: skip
+    for task in order:
+        limits = {**PROTOCOL_SELECTION, **PROTOCOL_LIMITS.get(task, {})}
+        if task == "rte":  # an intermediate task first: RTE's teacher starts from the MRPC teacher (new head)
+            runs.append(Run("teacher", task, "teacher", "dot", teacher_seed, mode="finetune", init="teacher",
+                            init_task="mrpc", init_seed=teacher_seed, group="protocol",
+                            args={**limits, "ignore_mismatched_sizes": True}))  # fmt: skip
+        else:
+            runs.append(Run("teacher", task, "teacher", "dot", teacher_seed, mode="finetune", args=limits,
+                            group="protocol"))  # fmt: skip
+        for index, seed in enumerate(PROTOCOL_SEEDS[: pair_seeds[task]]):
+            for attention in ("dot", "inhibitor"):
+                transfer_args = {**PROTOCOL_TASK_TRANSFER, "text_sources": protocol_transfer_texts(task),
+                                 "max_seq_length": limits["max_seq_length"]}  # fmt: skip
+                runs.append(Run(TRANSFERS[attention], task, "transfer", attention, seed, recipe="attention_transfer",
+                                init=TRANSFER if attention == "inhibitor" else "minilm", init_task="general",
+                                init_seed=seed, teacher_seed=teacher_seed, group="protocol", args=transfer_args))  # fmt: skip
+                runs.append(Run(f"at-{attention}", task, "student", attention, seed, init=TRANSFERS[attention],
+                                init_task=task, init_seed=seed, teacher_seed=teacher_seed, group="protocol",
+                                args={**limits, **PROTOCOL_SCALAR_LR}))  # fmt: skip
+            if index < side_seeds[task]:
+                runs.append(Run(PROTOCOL_BASELINE, task, "student", "dot", seed, teacher_seed=teacher_seed,
+                                group="protocol", args=limits))  # fmt: skip
+                for name, attention, init in (("ft-minilm", "dot", "minilm"), ("ft-general-inhibitor", "inhibitor",
+                                                                                 TRANSFER)):  # fmt: skip
+                    runs.append(Run(name, task, "community", attention, seed, init=init, init_task="general",
+                                    init_seed=PROTOCOL_TEACHER_SEED, mode="finetune", group="protocol",
+                                    args={k: v for k, v in limits.items() if k not in COMMUNITY_DROPS}))  # fmt: skip
+    return runs
+
+
+COMMUNITY_DROPS = ("eval_strategy",)  # finetune_trainer.py evaluates every epoch (Trainer's eval_strategy="epoch")
+
+
 CHEAPEST_FIRST = ("sst2", "stsb", "mrpc", "rte", "cola", "imdb")  # CPU wall time per run, from docs/results.md
 
 
@@ -334,12 +431,10 @@ def dependencies(run: Run, runs: list[Run]) -> list[str]:
     """Run ids that must finish first: the teacher a student distils from, the task-agnostic student it starts from."""
     ids = {run_id_of(r) for r in runs}
     deps = []
-    seed = run.seed if run.teacher_seed is None else run.teacher_seed
     if (run.role == "student" and run.mode == "distill") or run.role == "transfer":
-        deps.append(f"{run.task}/teacher/seed{seed}")
+        deps.append(f"{run.task}/teacher/seed{teacher_seed_of(run)}")
     if run.init != "minilm":
-        where = init_task_of(run)
-        deps.append(f"{where}/{run.init}/seed{seed if where != 'general' else 42}")
+        deps.append(f"{init_task_of(run)}/{run.init}/seed{init_seed_of(run)}")
     return [d for d in deps if d in ids]
 
 
@@ -347,13 +442,26 @@ def output_dir(root: Path, run: Run) -> Path:
     return root / run.task / f"{run.name}-seed{run.seed}"
 
 
+def init_folder(run: Run, root: Path, minilm: str) -> str:
+    """The checkpoint a run starts from: MiniLM, or the folder of the run `init` names (`init_task_of`, `init_seed_of`)."""
+    if run.init == "minilm":
+        return minilm
+    return str(output_dir(root, Run(run.init, init_task_of(run), "", run.attention, init_seed_of(run))))
+
+
+def teacher_folder(run: Run, root: Path) -> str:
+    return str(output_dir(root, Run("teacher", run.task, "teacher", "dot", teacher_seed_of(run))))
+
+
 def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list[str]:
+    if run.role == "community":  # plain transformers.Trainer fine-tuning, no teacher (experiments/finetune_trainer.py)
+        cmd = [sys.executable, str(ROOT / "experiments" / "finetune_trainer.py"), init_folder(run, root, minilm),
+               "--task", run.task, "--seed", str(run.seed), "--output_dir", str(output_dir(root, run))]  # fmt: skip
+        cmd += ["--data_dir", data_dir] if data_dir else []
+        return cmd + flags(run.args)
     if run.role in ("general", "transfer"):
-        teacher, init = minilm, minilm
-        if run.role == "transfer":  # from the task's teacher, starting from the general attention transfer
-            teacher = str(output_dir(root, Run("teacher", run.task, "teacher", "dot", run.seed)))
-            if run.init != "minilm":
-                init = str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
+        teacher = teacher_folder(run, root) if run.role == "transfer" else minilm  # the task's teacher, or MiniLM
+        init = init_folder(run, root, minilm)
         cmd = [
             sys.executable,
             str(ROOT / "run_distill_general.py"),
@@ -377,25 +485,21 @@ def command_for(run: Run, root: Path, data_dir: str | None, minilm: str) -> list
             "--mode",
             run.mode,
         ]
-        teacher_seed = run.seed if run.teacher_seed is None else run.teacher_seed
-        if run.init == "minilm":
-            init = minilm
-        elif init_task_of(run) != "general":  # the attention transfer from this task's teacher
-            init = str(output_dir(root, Run(run.init, run.task, "transfer", run.attention, teacher_seed)))
-        else:
-            init = str(output_dir(root, Run(run.init, "general", "general", run.attention, 42)))
-        cmd += ["--model_name_or_path", init]
+        cmd += ["--model_name_or_path", init_folder(run, root, minilm)]
         if run.mode == "distill":
-            cmd += [
-                "--teacher_name_or_path",
-                str(output_dir(root, Run("teacher", run.task, "teacher", "dot", teacher_seed))),
-            ]
+            cmd += ["--teacher_name_or_path", teacher_folder(run, root)]
         if data_dir:
             cmd += ["--data_dir", data_dir]
     cmd += ["--student_attention", run.attention, "--seed", str(run.seed), "--output_dir", str(output_dir(root, run))]
-    for key, value in run.args.items():
-        cmd += [f"--{key}", str(value)]
-    return cmd
+    return cmd + flags(run.args)
+
+
+def flags(args: dict) -> list[str]:
+    """`--key value` per entry; `True` gives the bare flag (`store_true` options)."""
+    out = []
+    for key, value in args.items():
+        out += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+    return out
 
 
 def relative_to_root(path: Path) -> str:
@@ -424,6 +528,67 @@ def load_results(path: Path) -> dict[str, dict]:
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return {row["run_id"]: row for row in rows}
+
+
+TRAIN_ROWS = {"cola": 8551, "mrpc": 3668, "rte": 2490, "stsb": 5749, "sst2": 67349, "imdb": 25000}
+
+
+def training_rows(run: Run) -> int:
+    """Rows a run trains on per epoch: the training set less the held-out part, capped by max_train_samples."""
+    total = TRAIN_ROWS[run.task]
+    held = 0
+    if run.args.get("selection_split") == "heldout" or run.role == "community":
+        fraction = float(run.args.get("heldout_fraction", 0.1))
+        held = max(int(run.args.get("heldout_min_rows", 500)), round(fraction * total))
+    return min(total - held, int(run.args.get("max_train_samples", total)))
+
+
+def seconds_per_row(earlier: dict[str, dict]) -> dict[tuple, float]:
+    """(task, kind) -> training seconds per training row and epoch in an earlier grid (its loop and its evaluations),
+    kind: finetune, distill-dot, distill-inhibitor; and (task, "transfer") seconds per transfer step."""
+    samples = defaultdict(list)
+    for row in earlier.values():
+        m = row["metrics"]
+        task, epochs = row["task"], float(row.get("overrides", {}).get("num_train_epochs", 2))
+        if row["role"] == "teacher":
+            samples[(task, "finetune")].append(m["train_runtime"] / (m["train_samples"] * epochs))
+        elif row["role"] == "student" and row["model"] in ("ts-dot", "at-dot", "at-inhibitor", RECOMMENDED):
+            samples[(task, f"distill-{row['attention']}")].append(m["train_runtime"] / (m["train_samples"] * epochs))
+        elif row["role"] in ("transfer", "general") and row["model"] in TRANSFERS.values():
+            steps = float(row.get("overrides", {}).get("max_train_steps", 800))  # attention_transfer.yaml: 800
+            samples[(task, "transfer")].append(m["train_runtime"] / steps)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def print_estimate(grid: list[Run], earlier: dict[str, dict]) -> float:
+    """The grid's CPU-hours (one thread per run) from an earlier grid's measured times; prints a line per task."""
+    per_row = seconds_per_row(earlier)
+    print("measured in the earlier grid (median; s per training row and epoch, or per transfer step):")
+    print("  " + "; ".join(f"{task} {kind} {value:.3f}" for (task, kind), value in sorted(per_row.items())))
+    length_factor = {"imdb": 256 / 128}  # the earlier grid ran IMDB at 128 tokens; cost taken linear in length
+    eval_rows = {"imdb": 25000}  # the final model's one evaluation on a large set (dev elsewhere is small)
+    totals = defaultdict(float)
+    for run in grid:
+        task = run.task
+        if task == "general":
+            totals[task] += per_row[("general", "transfer")] * 800  # measured at the same 800 steps
+            continue
+        factor = length_factor.get(task, 1.0)
+        if run.role == "transfer":
+            totals[task] += per_row[(task, "transfer")] * factor
+            continue
+        kind = "finetune" if run.mode == "finetune" else f"distill-{run.attention}"
+        epochs = float(run.args.get("num_train_epochs", 2))
+        seconds = per_row[(task, kind)] * factor * training_rows(run) * epochs
+        seconds += per_row[(task, "finetune")] * factor / 3 * eval_rows.get(task, 0)  # a forward is ~1/3 of a step
+        totals[task] += seconds
+    for task, seconds in totals.items():
+        count = sum(r.task == task for r in grid)
+        print(f"{task:8s} {count:4d} runs  {seconds / 3600:6.1f} CPU-hours")
+    total = sum(totals.values()) / 3600
+    print(f"total    {len(grid):4d} runs  {total:6.1f} CPU-hours (one thread per run; wall time on two cores with "
+          f"--workers 2 about half, if nothing else runs)")  # fmt: skip
+    return total
 
 
 def hardware() -> str:
@@ -467,6 +632,26 @@ def main() -> None:
         help="run again the selected runs that are in the results file but whose model folder is gone (e.g. the "
         "students to export after a fresh checkout); their new rows supersede the old ones",
     )
+    parser.add_argument(
+        "--protocol",
+        action="store_true",
+        help="run exactly docs/protocol.md's grid (results/protocol-cpu.jsonl by default); --tasks selects tasks",
+    )
+    parser.add_argument(
+        "--protocol_seeds",
+        nargs="+",
+        default=[],
+        metavar="TASK=N",
+        help="a budget cut the protocol allows: the identical-recipe pair on the first N seeds of TASK (sst2, imdb)",
+    )
+    parser.add_argument(
+        "--estimate",
+        type=Path,
+        default=None,
+        metavar="EARLIER_RESULTS",
+        help="print the grid's CPU-hours from the training seconds per row measured in an earlier results file, run "
+        "nothing",
+    )
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
@@ -475,10 +660,19 @@ def main() -> None:
     )
     args, extra = parser.parse_known_args()  # extra flags go to every run, e.g. --max_train_samples 500
 
-    root = args.output_root / ("quick" if args.quick else "grid" if args.scale == "full" else f"grid-{args.scale}")
-    results_file = args.results_file or root / "results.jsonl"
+    if args.protocol:
+        cut = {task: int(n) for task, n in (item.split("=") for item in args.protocol_seeds)}
+        grid = build_protocol_grid(args.tasks, pair_seeds=cut)
+        root = args.output_root / "protocol-cpu"
+        results_file = args.results_file or ROOT / "results" / "protocol-cpu.jsonl"
+    else:
+        grid = build_grid(args.tasks, args.seeds, args.quick, args.diagnose, args.scale)
+        root = args.output_root / ("quick" if args.quick else "grid" if args.scale == "full" else f"grid-{args.scale}")
+        results_file = args.results_file or root / "results.jsonl"
+    if args.estimate:
+        print_estimate(grid, load_results(args.estimate))
+        return
     minilm = minilm_folder()
-    grid = build_grid(args.tasks, args.seeds, args.quick, args.diagnose, args.scale)
     runs = grid
     if args.only:
         runs = [r for r in runs if r.group == args.only or r.role in ("teacher", "general")]
@@ -502,7 +696,7 @@ def main() -> None:
             "init": run.init,
             "overrides": run.args,
             "extra_args": extra,
-            "scale": "quick" if args.quick else args.scale,
+            "scale": "quick" if args.quick else "protocol" if args.protocol else args.scale,
             "workers": args.workers,
             "metrics": json.loads((out / "all_results.json").read_text()),
             "wall_time_s": round(seconds, 1),
@@ -531,7 +725,7 @@ def main() -> None:
         print(f"{run_id_of(run)}: in the results file, but its model folder is missing: run again", flush=True)
         del done[run_id_of(run)]
         pending.insert(0, (0, run))
-    if args.scale == "cpu":  # the rebuilt inputs in their place in the order (elsewhere they lead)
+    if args.scale == "cpu" and not args.protocol:  # the rebuilt inputs in their place in the order (else they lead)
         pending.sort(key=lambda item: run_priority(item[1]))
     running: dict[str, tuple] = {}  # run id -> (process, run, output folder, start time)
     while pending or running:

@@ -113,7 +113,7 @@ def test_report_tables_come_from_the_results_file(tmp_path):
                     "attention": "dot",
                     "seed": seed,
                     "group": "main",
-                    "metrics": {"eval_accuracy": acc},
+                    "metrics": {"eval_accuracy": acc, "eval_f1": acc},
                     "wall_time_s": 10.0,
                     "hardware": "test",
                     "output_dir": str(tmp_path),
@@ -140,11 +140,10 @@ def test_report_tables_come_from_the_results_file(tmp_path):
     )
     results = tmp_path / "results.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows))
-    sys.argv = ["report.py", str(results), "--out", str(tmp_path / "docs")]
-    report.main()
+    report.main([str(tmp_path / "no-protocol-rows.jsonl"), "--earlier", str(results), "--out", str(tmp_path / "docs")])
     text = (tmp_path / "docs/results.md").read_text()
     assert "| ts-inhibitor | 83.5 ± 0.7 | 83.5 |" in text
-    assert "macro: -2.00 points" in text
+    assert "| -2.00 [-14.71, +10.71] (n=2) | -2.00 [-14.71, +10.71] |" in text  # t(1) = 12.706, sd 1.414
     assert (
         "| general/general-inhibitor | 40 | 20: 0.2500, 40: 0.1250 | 30 |" in text
     )  # the task-agnostic student's curve
@@ -309,7 +308,8 @@ def test_variants_of_the_transferred_student_and_their_report(tmp_path):
         return {
             "run_id": f"stsb/{model}/seed{seed}", "task": "stsb", "model": model, "role": "student",
             "attention": "dot" if "dot" in model else "inhibitor", "seed": seed, "group": group, "init": init,
-            "overrides": overrides or {}, "metrics": {"eval_spearmanr": spearman}, "wall_time_s": 1.0,
+            "overrides": overrides or {}, "metrics": {"eval_spearmanr": spearman, "eval_pearson": spearman},
+            "wall_time_s": 1.0,
             "hardware": "test", "output_dir": str(tmp_path),
         }  # fmt: skip
 
@@ -330,22 +330,24 @@ def test_variants_of_the_transferred_student_and_their_report(tmp_path):
     ]  # fmt: skip
     results = tmp_path / "results.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows))
-    report.main([str(results), "--out", str(tmp_path / "docs")])
+    report.main([str(tmp_path / "no-protocol-rows.jsonl"), "--earlier", str(results), "--out", str(tmp_path / "docs")])
     text = (tmp_path / "docs/results.md").read_text()
     assert "| ts-dot | 69.0 ± 1.4 | 69.0 |" in text
-    # the headline: the recommended recipe against the dot-product student, in the main table, with the goal's verdict
+    # the earlier grid: every pair says what it is; the first is the identical recipe; no verdict anywhere
     main, section = text.split("Diagnosis after the attention transfer")
     assert f"| {reproduce.RECOMMENDED} | 70.0 ± 1.4 | 70.0 |" in main
-    headline = main.split("## Inhibitor against dot-product student")[1].split("###")[1]
-    assert headline.startswith(f" {reproduce.RECOMMENDED} − ts-dot") and "| 1.00 ± 2.83 (n=2) | +1.00 |" in headline
-    assert "Goal (macro within 1.0 point, no task worse than 3): **met**" in headline
+    pairs = main.split("### Paired differences, inhibitor − dot-product (earlier experiment)")[1].split("### ")
+    assert pairs[1].startswith("at-inhibitor − at-dot (the identical recipe)")
+    old_headline = next(p for p in pairs if p.startswith(f"{reproduce.RECOMMENDED} − ts-dot"))
+    assert "not the identical recipe" in old_headline and "| +1.00 [-24.41, +26.41] (n=2) |" in old_headline
+    assert "goal" not in text.lower() and "verdict (the protocol" not in text.lower()
     assert f"`{reproduce.RECOMMENDED}`" not in section  # no longer a variant
     assert '`at-inhibitor-long-transfer`: {"init": "transfer-inhibitor-long"}' in section
     assert '`at-inhibitor-hidden-cosine`: {"hidden_loss": "cosine"}' in section
     assert "| at-inhibitor-long-transfer | 69.0 | 69.0 |" in section and "| at-dot | 74.0 | 74.0 |" in section
     # a variant on several seeds gets its paired gaps (no goal verdict: it is not the main comparison)
     gaps = section.split("### at-inhibitor-hidden-cosine − at-dot")[1].split("###")[0]
-    assert "| -6.00 ± 2.83 (n=2) | -6.00 |" in gaps and "Goal" not in gaps
+    assert "| -6.00 [-31.41, +19.41] (n=2) |" in gaps and "Goal" not in gaps
 
 
 def test_rebuild_missing_reruns_finished_runs_whose_folder_is_gone(tmp_path, capsys, monkeypatch):
@@ -364,3 +366,116 @@ def test_rebuild_missing_reruns_finished_runs_whose_folder_is_gone(tmp_path, cap
     out = capsys.readouterr().out
     assert "sst2/teacher/seed42: done, but its model folder is missing: run again" in out
     assert "run_glue_distill.py" in out and "--mode finetune" in out  # the teacher's command, printed by --dry_run
+
+
+def _row(task, model, seed, metrics, role="student", attention="dot"):
+    return {"run_id": f"{task}/{model}/seed{seed}", "task": task, "model": model, "role": role, "seed": seed,
+            "attention": attention, "group": "protocol", "metrics": metrics, "wall_time_s": 1.0, "hardware": "test",
+            "output_dir": "x"}  # fmt: skip
+
+
+def test_t_interval_and_macro_interval_match_scipy():
+    from scipy import stats
+
+    values = [-0.5, 0.3, 0.1, -0.2, 0.4]
+    interval = report.t_interval(values)
+    low, high = stats.t.interval(0.95, 4, loc=sum(values) / 5, scale=stats.sem(values))
+    assert interval.low == pytest.approx(low) and interval.high == pytest.approx(high) and interval.n == 5
+    one = report.t_interval([1.5])
+    assert one.mean == 1.5 and one.low != one.low  # NaN: no interval from one seed
+    # equal seed counts and spreads: the macro's variance is the tasks' mean variance / K, df from Welch-Satterthwaite
+    gaps = {"a": [0.0, 1.0, 2.0], "b": [1.0, 2.0, 3.0]}
+    macro = report.macro_interval(gaps)
+    assert macro.mean == pytest.approx(1.5) and macro.df == pytest.approx(4.0)
+    half = stats.t.ppf(0.975, 4) * (2 * 1.0 / 3) ** 0.5 / 2
+    assert (macro.low, macro.high) == pytest.approx((1.5 - half, 1.5 + half))
+    assert report.macro_interval({"a": [0.0, 1.0], "b": [2.0]}).low != report.macro_interval({"a": [0.0, 1.0]}).low
+
+
+def test_verdict_rule_each_outcome():
+    I = report.Interval  # noqa: E741
+    tight = {"cola": I(-0.2, -0.9, 0.5, 5, 4), "mrpc": I(0.1, -1.0, 1.2, 5, 4)}
+    assert report.verdict(tight, I(-0.05, -0.6, 0.5, 5, 8))[0] == "shown"
+    assert report.verdict(tight, I(-2.0, -2.8, -1.2, 5, 8))[0] == "not shown"
+    assert report.verdict(tight, I(1.8, 1.2, 2.4, 5, 8))[0] == "not shown"  # ahead by more than a point
+    assert report.verdict(tight, I(-0.8, -1.6, 0.0, 5, 8))[0] == "inconclusive"  # overlaps the edge
+    one_bad = {**tight, "rte": I(-5.0, -7.0, -3.5, 5, 4)}  # a task wholly below -3 forbids "shown"
+    word, reason = report.verdict(one_bad, I(-0.05, -0.6, 0.5, 5, 8))
+    assert word == "inconclusive" and "rte" in reason
+    assert report.verdict(tight, I(-0.05, float("nan"), float("nan"), 1, 0))[0] == "inconclusive"
+
+
+def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_macro(tmp_path):
+    rows = [
+        _row("mrpc", "teacher", 42, {"eval_accuracy": 0.86, "eval_f1": 0.90}, role="teacher"),
+        _row("rte", "teacher", 42, {"eval_accuracy": 0.55}, role="teacher"),  # majority class 52.7: not 5 points
+    ]
+    for seed, (dot, inh) in enumerate([(0.84, 0.835), (0.85, 0.845), (0.83, 0.83)], start=42):
+        rows.append(_row("mrpc", "at-dot", seed, {"eval_accuracy": dot, "eval_f1": dot + 0.04}))
+        rows.append(
+            _row("mrpc", "at-inhibitor", seed, {"eval_accuracy": inh, "eval_f1": inh + 0.04}, attention="inhibitor")
+        )
+        rows.append(_row("rte", "at-dot", seed, {"eval_accuracy": 0.60}))
+        rows.append(_row("rte", "at-inhibitor", seed, {"eval_accuracy": 0.50}, attention="inhibitor"))
+    results = tmp_path / "protocol.jsonl"
+    results.write_text("\n".join(json.dumps(r) for r in rows))
+    report.main([str(results), "--out", str(tmp_path / "docs")])
+    text = (tmp_path / "docs/results.md").read_text()
+    assert text.index("## The identical-recipe comparison: `at-inhibitor` against `at-dot`") < text.index("Verdict")
+    assert "| mrpc | 3 | 88.0 vs 74.8: in the macro | -0.33 [" in text  # GLUE's task score: mean of acc. and F1
+    assert "| rte | 3 | 55.0 vs 52.7: left out of the macro | -10.00 [-10.00, -10.00] |" in text
+    assert "Macro over mrpc: -0.33 [-1.05, +0.38]" in text  # t(2) = 4.303, sd 0.289, n 3
+    assert "within 1 point of the dot-product student: inconclusive**" in text  # the interval crosses -1
+    assert "| mrpc acc. | mrpc F1 |" in text.replace(" | rte acc.", "")  # every GLUE metric gets a column
+    assert "goal met" not in text.lower()
+
+
+def test_protocol_report_says_when_the_grid_has_not_run(tmp_path):
+    earlier = tmp_path / "grid.jsonl"
+    earlier.write_text(json.dumps(_row("sst2", "ts-dot", 42, {"eval_accuracy": 0.8})) + "\n")
+    report.main([str(tmp_path / "absent.jsonl"), "--earlier", str(earlier), "--out", str(tmp_path / "docs")])
+    text = (tmp_path / "docs/results.md").read_text()
+    assert "has not run yet" in text and "## Earlier small-scale experiment" in text
+    assert "goal met" not in text.lower() and "Verdict" not in text
+
+
+def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
+    runs = reproduce.build_protocol_grid(["stsb", "rte", "sst2", "imdb"])
+    ids = [reproduce.run_id_of(r) for r in runs]
+    assert len(ids) == len(set(ids))
+    pair = {(r.task, r.name): [] for r in runs}
+    for r in runs:
+        pair[(r.task, r.name)].append(r.seed)
+    assert pair[("stsb", "at-dot")] == pair[("stsb", "at-inhibitor")] == [42, 43, 44, 45, 46]
+    assert pair[("sst2", "at-inhibitor")] == pair[("imdb", "at-dot")] == [42, 43, 44]
+    assert pair[("stsb", "ts-dot")] == [42, 43, 44] and pair[("imdb", "ts-dot")] == [42]
+    assert pair[("general", "transfer-inhibitor")] == [42, 43, 44, 45, 46]  # the first stage, per seed
+    assert pair[("stsb", "teacher")] == [42]
+    by = {reproduce.run_id_of(r): r for r in runs}
+    for seed in (42, 45):  # the two students of a seed: the same command but for the attention and its own stages
+        dot = reproduce.command_for(by[f"stsb/at-dot/seed{seed}"], tmp_path, "/d", "/minilm")
+        inh = reproduce.command_for(by[f"stsb/at-inhibitor/seed{seed}"], tmp_path, "/d", "/minilm")
+        assert [(a, b) for a, b in zip(dot, inh) if a != b] == [
+            (str(tmp_path / f"stsb/transfer-dot-seed{seed}"), str(tmp_path / f"stsb/transfer-inhibitor-seed{seed}")),
+            ("dot", "inhibitor"),
+            (str(tmp_path / f"stsb/at-dot-seed{seed}"), str(tmp_path / f"stsb/at-inhibitor-seed{seed}")),
+        ]
+        value = dict(zip(inh, inh[1:]))
+        assert value["--selection_split"] == "heldout" and value["--teacher_name_or_path"].endswith("teacher-seed42")
+        transfer = reproduce.command_for(by[f"stsb/transfer-inhibitor/seed{seed}"], tmp_path, "/d", "/minilm")
+        value = dict(zip(transfer, transfer[1:]))
+        assert value["--model_name_or_path"] == str(tmp_path / f"general/transfer-inhibitor-seed{seed}")
+        assert value["--seed"] == str(seed) and value["--teacher_name_or_path"].endswith("stsb/teacher-seed42")
+        assert reproduce.dependencies(by[f"stsb/at-inhibitor/seed{seed}"], runs) == [
+            "stsb/teacher/seed42", f"stsb/transfer-inhibitor/seed{seed}"]  # fmt: skip
+    imdb = dict(zip(*[iter(reproduce.command_for(by["imdb/at-dot/seed42"], tmp_path, None, "/m")[2:])] * 2))
+    assert imdb["--max_seq_length"] == "256" and int(imdb["--max_train_samples"]) >= 5000
+    assert "--max_eval_samples" not in imdb  # the full 25,000-review test set
+    rte = reproduce.command_for(by["rte/teacher/seed42"], tmp_path, None, "/m")  # the intermediate task first
+    assert str(tmp_path / "mrpc/teacher-seed42") in rte and "--ignore_mismatched_sizes" in rte
+    community = reproduce.command_for(by["stsb/ft-general-inhibitor/seed43"], tmp_path, None, "/m")
+    assert community[1].endswith("finetune_trainer.py") and community[2] == str(
+        tmp_path / "general/transfer-inhibitor-seed42"
+    )
+    cut = reproduce.build_protocol_grid(["sst2"], pair_seeds={"sst2": 1})
+    assert [r.seed for r in cut if r.name == "at-inhibitor"] == [42]
