@@ -12,9 +12,11 @@ import os
 import random
 import re
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -203,3 +205,23 @@ def reset_accelerate_state() -> None:
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     PartialState._reset_state()
+
+
+@contextmanager
+def interrupted_at(monkeypatch, step: int):
+    """A simulated crash (KeyboardInterrupt) at the first micro-batch of optimizer step `step` of the engine's loop."""
+    from modeling_inhibidistilbert.distill import engine
+
+    original = engine.check_finite_loss
+
+    def crash(accelerator, loss, components, where, last_checkpoint):
+        if where.startswith(f"step {step},"):
+            raise KeyboardInterrupt("simulated crash between checkpoints")
+        return original(accelerator, loss, components, where, last_checkpoint)
+
+    monkeypatch.setattr(engine, "check_finite_loss", crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(engine, "check_finite_loss", original)

@@ -19,7 +19,7 @@ from modeling_inhibidistilbert.distill.attention_transfer import (
     softmax_attention_output,
 )
 
-from .distill_fixtures import TINY, build_tiny_assets, reset_accelerate_state
+from .distill_fixtures import TINY, build_tiny_assets, interrupted_at, reset_accelerate_state
 
 DIMS = {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64, "vocab_size": 50, "max_position_embeddings": 64}
 
@@ -173,18 +173,9 @@ def test_the_script_fits_the_attention_saves_a_student_and_resumes_to_the_same_w
     assert config["architectures"] == ["InhibiDistilBertModel"]
 
     # interrupted between checkpoints (at step 6), then rerun as experiments/reproduce.py does: the same weights
-    original = run_distill_general.check_finite_loss
-
-    def crash_at_step_6(accelerator, loss, components, where, last_checkpoint):
-        if where.startswith("step 6,"):
-            raise KeyboardInterrupt("simulated crash between checkpoints")
-        return original(accelerator, loss, components, where, last_checkpoint)
-
-    monkeypatch.setattr(run_distill_general, "check_finite_loss", crash_at_step_6)
     reset_accelerate_state()
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 6):
         run_distill_general.main(transfer_args(assets, tmp_path / "cut", teacher))
-    monkeypatch.setattr(run_distill_general, "check_finite_loss", original)
     assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4"]
     reset_accelerate_state()
     run_distill_general.main(

@@ -17,17 +17,19 @@ from safetensors.torch import load_file
 
 import run_distill_general
 import run_glue_distill
+from modeling_inhibidistilbert.distill import engine
 from modeling_inhibidistilbert.distill.data import DataError, load_task_splits
 from modeling_inhibidistilbert.distill.metrics import compute_task_metrics
 from modeling_inhibidistilbert.distill.models import ModelSetupError
-from modeling_inhibidistilbert.distill.tasks import get_task
 from modeling_inhibidistilbert.distill.training import NonFiniteLossError, OutputDirError
+from modeling_inhibidistilbert.tasks import get_task
 
 from .distill_fixtures import (
     REPO_ROOT,
     TINY,
     build_tiny_assets,
     free_port,
+    interrupted_at,
     make_student_init,
     make_teacher,
     make_tokenizer,
@@ -158,30 +160,21 @@ def test_resume_after_an_interruption_reaches_the_same_weights(assets, tmp_path,
     full, part = tmp_path / "full", tmp_path / "part"
     run(tiny_args("sst2", full, assets, **common))
 
-    original = run_glue_distill.check_finite_loss
-
-    def crash_at_step_11(accelerator, loss, components, where, last_checkpoint):
-        if where.startswith("step 11,"):
-            raise KeyboardInterrupt("simulated crash between checkpoints")
-        return original(accelerator, loss, components, where, last_checkpoint)
-
-    monkeypatch.setattr(run_glue_distill, "check_finite_loss", crash_at_step_11)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 11):
         run(tiny_args("sst2", part, assets, **common))
-    monkeypatch.setattr(run_glue_distill, "check_finite_loss", original)
     assert sorted(p.name for p in (part / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-9"]
     state = json.loads((part / "checkpoints" / "checkpoint-9" / "trainer_state.json").read_text())
     assert state["epoch"] == 1 and state["step_in_epoch"] == 6  # mid-epoch, mid-accumulation cycle boundary
 
     # experiments/reproduce.py reruns an interrupted command with `--resume_from_checkpoint latest
     # --overwrite_output_dir`: that resumes (18 of the 36 micro-batches left), it does not wipe and restart.
-    calls = []
+    calls, original = [], engine.check_finite_loss
 
     def count_micro_batches(accelerator, loss, components, where, last_checkpoint):
         calls.append(where)
         return original(accelerator, loss, components, where, last_checkpoint)
 
-    monkeypatch.setattr(run_glue_distill, "check_finite_loss", count_micro_batches)
+    monkeypatch.setattr(engine, "check_finite_loss", count_micro_batches)
     run(tiny_args("sst2", part, assets, resume_from_checkpoint="latest", overwrite_output_dir=True, **common))
     assert len(calls) == 18 and calls[0].startswith("step 10,")
     assert sorted(p.name for p in (part / "checkpoints").glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-18"]
@@ -438,7 +431,7 @@ def test_gradients_are_clipped_once_per_optimizer_step_to_max_grad_norm(assets, 
     from accelerate import Accelerator
 
     events = []
-    original_clip, original_check = Accelerator.clip_grad_norm_, run_glue_distill.check_finite_loss
+    original_clip, original_check = Accelerator.clip_grad_norm_, engine.check_finite_loss
 
     def recording_clip(self, parameters, max_norm, norm_type=2):
         parameters = list(parameters)
@@ -452,7 +445,7 @@ def test_gradients_are_clipped_once_per_optimizer_step_to_max_grad_norm(assets, 
         return original_check(accelerator, loss, components, where, last_checkpoint)
 
     monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording_clip)
-    monkeypatch.setattr(run_glue_distill, "check_finite_loss", recording_check)
+    monkeypatch.setattr(engine, "check_finite_loss", recording_check)
     common = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2, num_train_epochs=1)
     run(tiny_args("sst2", tmp_path / "clipped", assets, max_grad_norm=0.05, **common))
     # 12 micro-batches, 6 optimizer steps: clipping comes after the second micro-batch of each step, never between

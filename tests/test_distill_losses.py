@@ -189,6 +189,34 @@ def test_shipped_recipes_parse_with_the_script(tmp_path):
     assert transfer.scalar_learning_rate > transfer.learning_rate and transfer.max_train_steps == 800
 
 
+def test_task_recipes_are_the_base_recipe_plus_their_own_few_values(tmp_path):
+    import yaml
+
+    from modeling_inhibidistilbert.distill.training import load_recipe
+
+    from .distill_fixtures import REPO_ROOT
+
+    base = load_recipe(REPO_ROOT / "configuration" / "base" / "task.yaml")
+    assert "task_name" not in base and base["learning_rate"] == 3e-5
+    for recipe in sorted((REPO_ROOT / "configuration").glob("*.yaml")):
+        if recipe.name.startswith("accelerate_") or recipe.name in ("general.yaml", "attention_transfer.yaml"):
+            continue
+        own = yaml.safe_load(recipe.read_text())
+        assert own.pop("base") == "base/task.yaml" and own.pop("task_name") == recipe.stem
+        assert len(own) <= 5 and all(base.get(key) != value for key, value in own.items()), recipe.name  # changes
+        assert load_recipe(recipe) == {**base, "task_name": recipe.stem, **own}
+    # one override path: a recipe overrides its base, the command line overrides both
+    (tmp_path / "shared.yaml").write_text("learning_rate: 5.0e-5\nnum_train_epochs: 4\ncenter_scores: false\n")
+    (tmp_path / "mine.yaml").write_text("base: shared.yaml\nnum_train_epochs: 9\n")
+    args = parse_args_with_recipe(_parser(), ["--config", str(tmp_path / "mine.yaml"), "--learning_rate", "0.5"])
+    assert args.num_train_epochs == 9 and args.learning_rate == 0.5 and args.center_scores is False
+    assert args.recipe_values["learning_rate"] == 5e-5 and "base" not in args.recipe_values
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(SystemExit, match="cycle"):
+        load_recipe(tmp_path / "a.yaml")
+
+
 def test_shipped_accelerate_configs_load_and_launch_as_documented(monkeypatch):
     """Each configuration/accelerate_*.yaml loads with Accelerate's own loader (no unknown keys) and `accelerate launch
     --config_file` turns it into the documented mode: CPU, one GPU, DDP, or FSDP2 wrapping the models' blocks."""

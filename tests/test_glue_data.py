@@ -12,7 +12,7 @@ from modeling_inhibidistilbert.distill.data import (
     read_table,
     tokenize_splits,
 )
-from modeling_inhibidistilbert.distill.tasks import TASKS, get_task
+from modeling_inhibidistilbert.tasks import TASKS, get_task
 
 from .distill_fixtures import SHARED_DATA, make_tokenizer, write_glue_fixture
 
@@ -129,6 +129,45 @@ def test_missing_columns_empty_data_and_unknown_labels_are_clear_errors(tmp_path
     pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": ["high"]}).to_csv(scores, index=False)
     with pytest.raises(DataError, match="numeric scores"):
         load_task_splits(get_task("stsb"), train_file=scores, validation_file=scores)
+
+
+def test_missing_or_out_of_range_sts_b_scores_are_named_by_the_data_checks(tmp_path):
+    task = get_task("stsb")
+    for name, labels, shown in (
+        ("nan", [1.0, float("nan"), 2.5], "row 1: nan"),
+        ("empty", ["1.0", "", "2.5"], "row 1: ''"),
+        ("range", [1.0, 7.5, -0.5], "row 1: 7.5, row 2: -0.5"),
+    ):
+        path = tmp_path / f"{name}.json"
+        pd.DataFrame({"sentence1": ["a", "b", "c"], "sentence2": ["d", "e", "f"], "label": labels}).to_json(
+            path, orient="records", lines=True
+        )
+        if name == "empty":
+            with pytest.raises(DataError, match="numeric scores, found label ''"):
+                load_task_splits(task, train_file=path, validation_file=path)
+            continue
+        with pytest.raises(DataError, match=r"missing or outside \[0, 5\]") as error:
+            load_task_splits(task, train_file=path, validation_file=path)
+        assert shown in str(error.value) and "learning" not in str(error.value)
+    edges = tmp_path / "edges.csv"
+    pd.DataFrame({"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [0.0, 5.0]}).to_csv(edges, index=False)
+    assert list(load_task_splits(task, train_file=edges, validation_file=edges)["train"]["label"]) == [0.0, 5.0]
+
+
+def test_damaged_files_are_a_data_error_naming_the_file(tmp_path):
+    task = get_task("sst2")
+    for name, content in (("bad.parquet", b"PAR1 not parquet"), ("bad.json", b"{not json"), ("bad.csv", b'a,"b\n')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(DataError, match=f"Cannot read .*{name}.*damaged"):
+            load_task_splits(task, train_file=path, validation_file=path)
+
+
+def test_an_unknown_text_source_is_a_data_error():
+    from modeling_inhibidistilbert.distill.data import load_text_corpus
+
+    with pytest.raises(DataError, match="--text_sources 'squad'.*Unknown task"):
+        load_text_corpus(["squad"])
 
 
 def test_missing_task_folder_in_data_dir_is_a_clear_error(glue_dir):

@@ -37,6 +37,8 @@ class TrainerState:
     best_epoch: float = 0.0
     best_metrics: dict = field(default_factory=dict)
     train_runtime: float = 0.0
+    evaluations_without_improvement: int = 0  # for --early_stopping_patience
+    stopped_early: bool = False
 
     def is_better(self, value: float, greater_is_better: bool = True) -> bool:
         """Whether `value` beats the best so far: the first evaluation always counts, NaN never beats a number."""

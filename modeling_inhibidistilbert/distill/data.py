@@ -9,6 +9,7 @@ any training starts.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
-from .tasks import TaskSpec
+from ..tasks import TaskSpec, get_task
 
 DATA_DIR_ENV = "INHIBI_DATA_DIR"
 TABLE_EXTENSIONS = (".tsv", ".csv", ".json", ".jsonl", ".parquet")
@@ -42,6 +43,18 @@ def read_table(path: str | os.PathLike, task: TaskSpec | None = None) -> pd.Data
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist.")
+    try:
+        return _read_table(path, task)
+    except DataError:
+        raise
+    except Exception as err:  # pandas/pyarrow parser errors: a damaged or mislabelled file
+        raise DataError(
+            f"Cannot read {path} as a {path.suffix or 'table'} file ({type(err).__name__}: {err}). The file is damaged "
+            "or not in that format; replace it (or give it the extension of its format)."
+        ) from None
+
+
+def _read_table(path: Path, task: TaskSpec | None) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix == ".tsv":
         headerless = task is not None and not task.local_header and _first_row_is_data(path, task)
@@ -94,12 +107,21 @@ def _label_to_id(value, task: TaskSpec) -> int | None:
 def normalize_labels(values: Sequence, task: TaskSpec, source: str) -> list:
     """Labels as Hub ids (classification) or floats (regression); a `DataError` names any label the task lacks."""
     if task.is_regression:
-        out = []
-        for value in values:
+        out, bad = [], []
+        low, high = regression_range(task)
+        for row, value in enumerate(values):
             try:
-                out.append(float(value))
+                score = float(value)
             except (TypeError, ValueError):
-                raise DataError(f"{source}: STS-B needs numeric scores, found label {value!r}.") from None
+                raise DataError(f"{source}: {task.name} needs numeric scores, found label {value!r}.") from None
+            if not low <= score <= high:  # NaN fails both comparisons
+                bad.append(f"row {row}: {value!r}")
+            out.append(score)
+        if bad:
+            raise DataError(
+                f"{source}: {len(bad)} score(s) of task {task.name!r} missing or outside [{low:g}, {high:g}] "
+                f"({', '.join(bad[:5])}). Fix or drop those rows."
+            )
         return out
     out, unknown = [], set()
     for value in values:
@@ -114,6 +136,11 @@ def normalize_labels(values: Sequence, task: TaskSpec, source: str) -> list:
             f"Expected ids 0..{task.num_labels - 1} or names {', '.join(task.label_names)}."
         )
     return out
+
+
+def regression_range(task: TaskSpec) -> tuple[float, float]:
+    """The scores a regression task's labels may take (STS-B: 0 to 5), from the registry when it records them."""
+    return getattr(task, "label_range", None) or {"stsb": (0.0, 5.0)}.get(task.name, (-math.inf, math.inf))
 
 
 def task_features(task: TaskSpec) -> datasets.Features:
@@ -227,6 +254,17 @@ def tokenize_splits(
     }
 
 
+def parse_text_source(source: str) -> tuple[TaskSpec, str]:
+    """`NAME` or `NAME:N` of `--text_sources` -> (task, "N" or ""); a `DataError` names a bad one."""
+    name, _, limit = source.partition(":")
+    if limit and not limit.isdigit():
+        raise DataError(f"Text source {source!r}: write a task name, or NAME:N for its first N training rows.")
+    try:
+        return get_task(name), limit
+    except ValueError as err:
+        raise DataError(f"--text_sources {source!r}: {err}") from None
+
+
 def load_text_corpus(
     sources: Sequence[str] = (),
     files: Sequence[str | os.PathLike] = (),
@@ -242,15 +280,12 @@ def load_text_corpus(
     it. `files` are `.txt` files (one example per non-empty line) or tables (csv/tsv/json/parquet) read through
     `text_column` (default: `text`, else every text column of a task whose columns the table has).
     """
-    from .tasks import TASKS, get_task
+    from ..tasks import TASKS
 
     texts: list[str] = []
     pairs: list[tuple[str, str]] = []
     for source in sources:
-        name, _, limit = source.partition(":")
-        if limit and not limit.isdigit():
-            raise DataError(f"Text source {source!r}: write a task name, or NAME:N for its first N training rows.")
-        task = get_task(name)
+        task, limit = parse_text_source(source)
         split = load_task_splits(task, data_dir=data_dir, need_train=True, need_eval=False)["train"]
         if limit:
             split = split.select(range(min(int(limit), len(split))))
@@ -306,3 +341,39 @@ def limit_splits(splits, max_train: int | None, max_eval: int | None, seed: int 
             rows = splits[name] if seed is None else splits[name].shuffle(seed=seed)
             splits[name] = rows.select(range(limit))
     return splits
+
+
+def split_heldout(train: datasets.Dataset, fraction: float, min_rows: int, seed: int):
+    """Remove a fixed part of the training set for every choice (best checkpoint, early stopping, recipe search).
+
+    `max(min_rows, ceil(fraction * rows))` rows drawn with `seed` alone, so that every model of a task, whatever its
+    training seed, is chosen on the same rows. Returns (the remaining training rows in their order, the held-out
+    rows).
+    """
+    import numpy as np
+
+    size = max(min_rows, math.ceil(round(fraction * len(train), 6)))  # 3000 / 67349 of 67349 rows is 3000
+    if size >= len(train):
+        raise DataError(
+            f"Holding out {size} of {len(train)} training rows (--heldout_fraction {fraction}, --heldout_min_rows "
+            f"{min_rows}) would leave nothing to train on; lower --heldout_min_rows or use --selection_split dev."
+        )
+    chosen = np.random.default_rng(seed).permutation(len(train))[:size]
+    mask = np.zeros(len(train), dtype=bool)
+    mask[chosen] = True
+    return train.select(np.flatnonzero(~mask)), train.select(np.flatnonzero(mask))
+
+
+def split_corpus(corpus: datasets.Dataset, percentage: float, seed: int, max_train: int | None, max_eval: int | None):
+    """Unlabeled text -> (training texts, `percentage`% held out for the validation loss), each cut to its limit."""
+    held_out = max(1, int(len(corpus) * percentage / 100))
+    if len(corpus) - held_out < 1:
+        raise DataError(f"Only {len(corpus)} texts: too few to hold out {percentage}% for eval.")
+    split = corpus.train_test_split(test_size=held_out, seed=seed, shuffle=True)
+    parts = limit_splits({"train": split["train"], "validation": split["test"]}, max_train, max_eval)
+    return parts["train"], parts["validation"]
+
+
+def drop_token_types(split: datasets.Dataset) -> datasets.Dataset:
+    """The split without `token_type_ids` (DistilBERT models take none)."""
+    return split.remove_columns([c for c in split.column_names if c == "token_type_ids"])

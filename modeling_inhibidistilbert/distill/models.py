@@ -12,10 +12,8 @@ import os
 import re
 from pathlib import Path
 
-import torch
-
 from ..convert import init_student_from_pretrained
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 INHIBITOR_OVERRIDES = (
     "inhibitor_signed",
@@ -184,14 +182,11 @@ def check_same_vocabulary(student_tokenizer, teacher_name_or_path: str, teacher_
 
 
 def check_hidden_alignment(student, teacher, layer_map) -> None:
-    """Hidden-state losses compare tensors directly: the hidden sizes must match and the layers exist."""
+    """Hidden-state losses compare tensors directly: the hidden sizes must match (`parse_layer_map` checks that the
+    mapped layers exist)."""
     student_size, teacher_size = student.config.hidden_size, teacher.config.hidden_size
     if student_size != teacher_size:
         raise ModelSetupError(
             f"Hidden-state alignment needs equal hidden sizes; the student has {student_size}, the teacher "
             f"{teacher_size}. Use --hidden_loss none."
         )
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

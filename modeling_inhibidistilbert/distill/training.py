@@ -20,6 +20,8 @@ from torch import nn
 from .checkpointing import BEST_PREFIX, CHECKPOINT_PREFIX, CHECKPOINTS_DIR, resolve_checkpoint
 
 INHIBITOR_SCALARS = ("score_scale", "shift", "output_scale")
+RECIPE_KEY = "run_recipe"  # training_args.json: the arguments a resumed run must repeat
+LEGACY_IDENTITY = ("task_name", "mode", "student_attention", "model_name_or_path", "teacher_name_or_path")
 RESULT_FILES = ("all_results.json", "eval_results.json", "training_args.json", "log_history.jsonl")
 
 
@@ -46,8 +48,15 @@ def str2bool(value) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def load_recipe(path: str | os.PathLike) -> dict:
-    """Read a YAML recipe: a flat mapping of argument names (as on the command line, without dashes) to values."""
+BASE_KEY = "base"
+
+
+def load_recipe(path: str | os.PathLike, _seen: tuple = ()) -> dict:
+    """Read a YAML recipe: a mapping of argument names (as on the command line, without dashes) to values.
+
+    `base: other.yaml` (relative to the recipe's folder) starts from that recipe's values, which this one overrides;
+    the task recipes share `configuration/base/task.yaml` this way.
+    """
     import yaml
 
     path = Path(path)
@@ -55,8 +64,14 @@ def load_recipe(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"Recipe {path} does not exist.")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"Recipe {path} must be a mapping of argument names to values.")
-    return values
+        raise SystemExit(f"error: recipe {path} must be a mapping of argument names to values.")
+    base = values.pop(BASE_KEY, None)
+    if base is None:
+        return values
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen:
+        raise SystemExit(f"error: recipe {path}: its bases form a cycle through {base_path}.")
+    return {**load_recipe(base_path, (*_seen, base_path)), **values}
 
 
 def parse_args_with_recipe(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -116,8 +131,10 @@ def prepare_output_dir(
     Rerunning the same command after an interruption resumes; nothing else in the folder is lost silently:
 
     - `--resume_from_checkpoint latest|PATH` with a checkpoint: resume from it. The folder's `training_args.json`
-      must describe the same run (`identity`: task, mode, models, ...); what is resumed is never removed, with or
-      without `--overwrite_output_dir`.
+      must describe the same run with the same recipe (`identity`, recorded there as `run_recipe`: task, models,
+      learning rate, data limits, seed, steps, ...; the differing fields are named; a folder written before the recipe
+      was recorded compares `LEGACY_IDENTITY`); what is resumed is never removed, with or without
+      `--overwrite_output_dir`.
     - `latest` with no checkpoint yet: start from scratch if the folder is empty or holds an unfinished attempt of the
       same run; a folder holding anything else (another run, a finished run, other files) needs `overwrite`.
     - No resuming: a non-empty folder is an error unless `overwrite`.
@@ -133,14 +150,19 @@ def prepare_output_dir(
     previous = None
     if (folder / "training_args.json").is_file():
         previous = json.loads((folder / "training_args.json").read_text())
-    differing = {k: (previous.get(k), v) for k, v in identity.items() if previous is not None and previous.get(k) != v}
+    recorded = None if previous is None else previous.get(RECIPE_KEY)
+    if previous is not None and recorded is None:  # written before the recipe was recorded: the run's identity
+        recorded = {k: previous[k] for k in LEGACY_IDENTITY if k in previous}
+    # a field the folder's run did not record (a flag added since) is not compared
+    differing = {k: (recorded[k], v) for k, v in identity.items() if recorded and k in recorded and recorded[k] != v}
     checkpoint = None
     if resume_from_checkpoint:
         if differing and not (overwrite and resume_from_checkpoint == "latest"):
             details = "; ".join(f"{k}: folder has {old!r}, this run {new!r}" for k, (old, new) in differing.items())
             raise OutputDirError(
-                f"{folder} holds another run ({details}). Resume with the same arguments, or use another "
-                "--output_dir (or --overwrite_output_dir to replace that run)."
+                f"{folder} holds another run, or this run with a changed recipe ({details}); resuming it would "
+                "continue the old run's optimizer state under the new values. Resume with the same arguments, or use "
+                "another --output_dir (or --overwrite_output_dir to replace that run)."
             )
         if not differing:
             checkpoint = resolve_checkpoint(folder, resume_from_checkpoint)
@@ -250,15 +272,44 @@ def check_finite_loss(accelerator, loss: torch.Tensor, components: dict, where: 
         bad = accelerator.reduce(bad, reduction="sum")
     if float(bad.item()) > 0:
         parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in components.items())
-        resume = (
-            f"The last good checkpoint is {last_checkpoint}; resume from it with --resume_from_checkpoint latest"
-            if last_checkpoint
-            else "No checkpoint was written yet"
-        )
         raise NonFiniteLossError(
             f"Non-finite loss ({float(loss.detach()):.4g}) at {where} [{parts}]. Training stopped before the optimizer "
-            f"step. {resume} after lowering --learning_rate, raising --warmup_ratio, or with --mixed_precision no."
+            f"step. {_resume_hint(last_checkpoint)}"
         )
+
+
+class NonFiniteGradientError(NonFiniteLossError):
+    """A gradient became NaN or infinite with a finite loss; training stopped before the optimizer step."""
+
+
+def check_finite_gradients(accelerator, model, where: str, last_checkpoint) -> None:
+    """Stop every process when any gradient is NaN or infinite (a finite loss can have them), before the optimizer
+    step writes them into the weights. Skipped under fp16, whose gradient scaler skips such steps by design."""
+    if getattr(accelerator, "scaler", None) is not None:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    finite = torch.stack([torch.isfinite(g).all() for g in grads])
+    bad = (~finite).sum().float().reshape(1)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if float(bad.item()) > 0:
+        names = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        raise NonFiniteGradientError(
+            f"Non-finite gradients at {where} (the loss was finite) in {len(names)} parameter(s), e.g. "
+            f"{', '.join(names[:3]) or 'on another process'}; a NaN or inf in the inputs or activations (or an "
+            f"unstable kernel) produced them. Training stopped before the optimizer step. {_resume_hint(last_checkpoint)}"
+        )
+
+
+def _resume_hint(last_checkpoint) -> str:
+    resume = (
+        f"The last good checkpoint is {last_checkpoint}; resume from it with --resume_from_checkpoint latest"
+        if last_checkpoint
+        else "No checkpoint was written yet"
+    )
+    return f"{resume} after lowering --learning_rate, raising --warmup_ratio, or with --mixed_precision no."
 
 
 def multi_process_without_accelerator() -> bool:
