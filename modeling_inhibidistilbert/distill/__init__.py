@@ -9,10 +9,9 @@ from ..tasks import TASKS, TaskSpec, get_task
 from .checkpointing import TrainerState, list_checkpoints, resolve_checkpoint
 from .data import DataError, load_task_splits, load_text_corpus, tokenize_splits
 from .losses import DistillationLoss, hidden_state_loss, parse_layer_map, soft_target_loss
-from .metrics import GLUE_METRIC_PATH, compute_task_metrics
+from .metrics import compute_task_metrics
 
 __all__ = [
-    "GLUE_METRIC_PATH",
     "TASKS",
     "DataError",
     "DistillationLoss",

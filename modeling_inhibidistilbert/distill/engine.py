@@ -30,7 +30,7 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, default_data_collator, get_scheduler
@@ -476,6 +476,11 @@ class Engine:
         Evaluations and the best model's metrics are named `<selection_prefix>_<metric>`; the report's `eval_*`.
         """
         args, accelerator, output_dir = self.args, self.accelerator, self.output_dir
+        if report and accelerator.distributed_type == DistributedType.FSDP:
+            raise ModelSetupError(
+                "Scoring the reported splits on the chosen model reloads its weights, which is not implemented for "
+                "sharded (FSDP) models; use --selection_split dev, or DDP/one process."
+            )
         objective.accelerator, objective.seed = accelerator, args.seed
         train_dataloader = self.dataloader(train_dataset, collator, train=True)
         loaders = {("select", s): self.dataloader(d, collator) for s, d in selection.items()}
