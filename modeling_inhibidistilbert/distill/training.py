@@ -1,7 +1,7 @@
-"""Pieces of the training scripts that are not the procedure itself: recipes, output folder, optimizer, logging.
+"""The training engine's tools: recipes (a base YAML plus overrides), the output folder and its resume rules, the
+optimizer's parameter groups, the run log, and the non-finite guards (loss and gradients).
 
-The scripts (`run_glue_distill.py`, `run_distill_general.py`) read top to bottom; what they share lives here, where
-the tests can reach it.
+The loop itself is `engine.Engine`; the scripts (`run_glue_distill.py`, `run_distill_general.py`) drive it.
 """
 
 from __future__ import annotations
