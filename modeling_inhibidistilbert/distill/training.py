@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shutil
@@ -166,6 +167,12 @@ def prepare_output_dir(
             )
         if not differing:
             checkpoint = resolve_checkpoint(folder, resume_from_checkpoint)
+        elif is_main_process:
+            fields = ", ".join(differing)
+            logging.getLogger(__name__).warning(
+                f"{folder} holds another run or this run with a changed recipe ({fields}); --overwrite_output_dir: "
+                "it is replaced and this run starts from step 0 (nothing of the old run is resumed)."
+            )
         if checkpoint is None and entries and not overwrite:
             if previous is None:
                 raise OutputDirError(
