@@ -310,7 +310,7 @@ def protocol_transfer_texts(task: str) -> str:
 
 
 def build_protocol_grid(tasks: list[str], pair_seeds: dict | None = None, side_seeds: dict | None = None) -> list[Run]:
-    """Exactly the protocol's runs (docs/protocol.md), in the order they should run (`PROTOCOL_TASKS`, seeds in order)."""
+    """Exactly the protocol's runs (docs/protocol.md), in the order they run: seed by seed, tasks as in `PROTOCOL_TASKS`."""
     pair_seeds = {**PROTOCOL_PAIR_SEEDS, **(pair_seeds or {})}
     side_seeds = {**PROTOCOL_SIDE_SEEDS, **(side_seeds or {})}
     teacher_seed = PROTOCOL_TEACHER_SEED
@@ -345,7 +345,8 @@ def build_protocol_grid(tasks: list[str], pair_seeds: dict | None = None, side_s
                     runs.append(Run(name, task, "community", attention, seed, init=init, init_task="general",
                                     init_seed=PROTOCOL_TEACHER_SEED, mode="finetune", group="protocol",
                                     args={k: v for k, v in limits.items() if k not in COMMUNITY_DROPS}))  # fmt: skip
-    return runs
+    # seed by seed across the tasks (a grid cut short has every task at the same seeds), tasks cheapest first
+    return sorted(runs, key=lambda r: (r.seed, order.index(r.task) if r.task in order else -1))
 
 
 COMMUNITY_DROPS = ("eval_strategy",)  # finetune_trainer.py evaluates every epoch (Trainer's eval_strategy="epoch")
