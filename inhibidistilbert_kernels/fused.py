@@ -1,18 +1,42 @@
 # Copyright 2026 The InhibiDistilBERT authors. Licensed under the Apache License, Version 2.0.
-"""The fused inhibitor attention as a differentiable function: CPU kernel (C++), GPU kernel (Triton).
+"""The fused CPU inhibitor attention (C++), differentiable, and the probes of the package's two implementations.
 
-Saved for the backward (CPU): query, key, value, the output and the row means of the scores, i.e. O(N * d) per head;
-the backward recomputes the scores tile by tile instead of storing anything of size N^2 (flash-attention style).
+Saved for the backward: query, key, value, the output and the row means of the scores, i.e. O(N * d) per head; the
+backward recomputes the scores tile by tile instead of storing anything of size N^2 (flash-attention style).
 """
 
 import torch
 from torch.autograd.function import once_differentiable
 
-_ops = torch.ops.inhibidistilbert
+from ._build import library_error
+
+_ops = torch.ops.inhibidistilbert  # resolved lazily: nothing is looked up before the library is loaded
+COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+
+def unsupported_reason(query: torch.Tensor) -> str | None:
+    """Why the C++ kernels cannot run on `query` (device, dtype, a failed build or INHIBIDISTILBERT_KERNELS=0)."""
+    if query.device.type != "cpu":
+        return f"the C++ kernels run on CPU tensors, not {query.device.type}"
+    if query.dtype not in COMPUTE_DTYPES:
+        return f"the C++ kernels compute in float32 or float64, not {query.dtype}"
+    return library_error()
+
+
+def require_library() -> None:
+    """Raise a RuntimeError naming the reason and the fix when the C++ library cannot be loaded."""
+    error = library_error()
+    if error is not None:
+        raise RuntimeError(f"inhibidistilbert_kernels: {error}; use inhibitor_implementation='cdist' instead")
+
+
+def fused_unsupported(query: torch.Tensor, needs_grad: bool) -> str | None:
+    """Probe of the fused kernel: None when it can run this call (forward and backward), else a one-line reason."""
+    return unsupported_reason(query)
 
 
 class FusedInhibitorAttention(torch.autograd.Function):
-    """Autograd wrapper of `torch.ops.inhibidistilbert.inhibitor_forward` / `inhibitor_backward` (CPU)."""
+    """Autograd wrapper of `torch.ops.inhibidistilbert.inhibitor_forward` / `inhibitor_backward`."""
 
     @staticmethod
     def forward(ctx, query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
@@ -33,10 +57,6 @@ class FusedInhibitorAttention(torch.autograd.Function):
         return (*grads, None, None, None)
 
 
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 def fused_inhibitor_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -48,81 +68,55 @@ def fused_inhibitor_attention(
     signed: bool = True,
     center: bool = True,
 ) -> torch.Tensor:
-    """Inhibitor attention in one fused kernel; differentiable w.r.t. query, key, value and the three scalars.
+    """Inhibitor attention in one fused CPU kernel; differentiable w.r.t. query, key, value and the three scalars.
 
-    Args:
-        query, key, value: `[B, H, N, d]` (keys may have their own length `N_k`). CPU: float32 or float64 (lower
-            precisions are computed in float32 and cast back). CUDA: float32, float16 or bfloat16, with float32
-            accumulation (Triton kernel).
+    Args (the attention table's signature):
+        query, key, value: `[B, H, N, d]` CPU tensors (keys may have their own length `N_k`), float32 or float64.
         score_scale, shift, output_scale: gamma, delta, eta, one per head (`[H]`).
-        key_mask: `None` or a bool `[B, N_k]` (or `[1, N_k]`) tensor, True for real tokens; padded keys contribute
+        key_mask: `None` or a bool `[B, N_k]` (or `[1, N_k]`) tensor, True for real keys; padded keys contribute
             nothing to the sums or to the centring mean.
         signed: InhibiDistilbert's signed inhibition (`False`: the unsigned 2023 form).
         center: subtract the mean score over the real keys before the shift.
 
     Returns:
-        `[B, H, N, d]`, in the layout of `query` (a transposed view stays one, so the caller's reshape is free).
+        `[B, H, N, d]`, the sum form `eta * sum_j [...]` over the real keys, in the layout of `query` (a transposed
+        view stays one, so the caller's reshape is free). NaN and inf in Q, K or V propagate as in the float64
+        reference (`modeling_inhibidistilbert/reference.py`).
     """
-    if key_mask is not None:
-        key_mask = key_mask.to(device=query.device, dtype=torch.bool)
-    if query.device.type == "cuda":
-        from .triton_inhibitor import triton_inhibitor_attention
-
-        return triton_inhibitor_attention(
-            query, key, value, score_scale, shift, output_scale, key_mask, signed=signed, center=center
-        )
-    if query.device.type != "cpu":
-        raise RuntimeError(f"fused_inhibitor_attention runs on CPU and CUDA tensors, got {query.device.type}")
-    dtype = query.dtype
-    if dtype not in (torch.float32, torch.float64):
-        query, key, value = (t.float() for t in (query, key, value))
-    params = tuple(p.to(query.dtype) for p in (score_scale, shift, output_scale))
-    if _needs_grad(query, key, value, *params):
-        out = FusedInhibitorAttention.apply(query, key, value, *params, key_mask, signed, center)
-    else:
-        out, _ = _ops.inhibitor_forward(query, key, value, *params, key_mask, signed, center)
-    return out.to(dtype)
+    require_library()
+    args = (query, key, value, score_scale, shift, output_scale, key_mask, signed, center)
+    if not _ops.all_finite([query, key, value]):
+        return cdist_form(*args)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args[:6]):
+        return FusedInhibitorAttention.apply(*args)
+    return _ops.inhibitor_forward(*args)[0]
 
 
-def _register_fakes() -> None:
-    """Shapes for torch.compile / FakeTensor tracing of the CPU operators."""
+def cdist_form(query, key, value, score_scale, shift, output_scale, key_mask, signed, center) -> torch.Tensor:
+    """The model's cdist form, for calls with NaN or inf in Q, K or V (found by one cheap pass before the kernel).
+
+    Bad values then propagate, forward and backward (padded keys included), exactly as on the path Hub users run and
+    as in the float64 reference wherever the two agree; a training guard sees the NaN loss, never a finite loss with
+    NaN gradients. Finite calls never come here.
+    """
+    from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist
+
+    allowed = None if key_mask is None else key_mask[:, None, None, :]
+    params = (score_scale, shift, output_scale)
+    return inhibitor_attention_cdist(query, key, value, *params, allowed=allowed, signed=signed, center=center)[0]
+
+
+def register_fakes() -> None:
+    """Shapes of the operators for torch.compile / FakeTensor tracing (called once the library is loaded)."""
 
     @torch.library.register_fake("inhibidistilbert::inhibitor_forward")
-    def _inhibitor_forward_fake(
-        query, key, value, score_scale, shift, output_scale, key_mask, signed_inhibition, center
-    ):
+    def _forward_fake(query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
         return torch.empty_like(query), query.new_empty(query.shape[:3])
 
     @torch.library.register_fake("inhibidistilbert::inhibitor_backward")
-    def _inhibitor_backward_fake(
-        grad_out,
-        query,
-        key,
-        value,
-        out,
-        row_mean,
-        score_scale,
-        shift,
-        output_scale,
-        key_mask,
-        signed_inhibition,
-        center,
-    ):
-        return (
-            torch.empty_like(query),
-            torch.empty_like(key),
-            torch.empty_like(value),
-            torch.empty_like(score_scale),
-            torch.empty_like(shift),
-            torch.empty_like(output_scale),
-        )
+    def _backward_fake(grad_out, query, key, value, out, row_mean, score_scale, shift, output_scale, *flags):
+        return tuple(torch.empty_like(t) for t in (query, key, value, score_scale, shift, output_scale))
 
     @torch.library.register_fake("inhibidistilbert::inhibitor_int8_forward")
-    def _inhibitor_int8_forward_fake(
-        query, key, value, qk_scale, v_scale, score_scale, shift, output_scale, key_mask, signed_inhibition, center
-    ):
-        return torch.empty_like(query, dtype=torch.float32)
-
-
-if hasattr(_ops, "inhibitor_forward"):  # absent when only the Triton path is available
-    _register_fakes()
+    def _int8_fake(query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
+        return torch.empty_like(query)

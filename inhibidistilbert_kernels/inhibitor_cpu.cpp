@@ -60,8 +60,8 @@ struct Simd {
     return (vec)(ivec{} + bits);
   }
   static INHIB_INLINE vec abs(vec x) { return (vec)((ivec)x & kAbsMask); }
-  static INHIB_INLINE vec min(vec a, vec b) { return a < b ? a : b; }
-  static INHIB_INLINE vec max(vec a, vec b) { return a > b ? a : b; }
+  // max(x, 0) that keeps NaN (as torch.relu does): a NaN fails the comparison and passes through.
+  static INHIB_INLINE vec relu(vec x) { return x < zero() ? zero() : x; }
   // sign(a) * w for a != 0 (w for a == +0): flip w's sign bit where a is negative.
   static INHIB_INLINE vec signed_like(vec a, vec w) { return (vec)(((ivec)a & kSignMask) ^ (ivec)w); }
   static INHIB_INLINE double hsum(vec x) {
@@ -149,7 +149,7 @@ INHIB_INLINE void inhibit_tile(const T* z, int64_t ldz, const T* a, const T* s, 
     INHIB_UNROLL for (int r = 0; r < RI; ++r) {
       const vec zb = S::splat(z[r * ldz + j]);
       INHIB_UNROLL for (int c = 0; c < CL; ++c) {
-        const vec t = S::max(av[c] - zb, S::zero());
+        const vec t = S::relu(av[c] - zb);
         if constexpr (SIGNED) {
           acc[r][c] += t * sv[c];
         } else {
@@ -312,12 +312,12 @@ INHIB_INLINE double row_sum(const T* x, int64_t n) {
   return s;
 }
 
-// z[j] = max(c * D[j] - s, 0) for the whole padded row.
+// z[j] = relu(c * D[j] - s) for the whole padded row (NaN stays NaN).
 template <typename T, int VB>
 INHIB_INLINE void inhibition_row(const T* dist, T c, T s, int64_t ldk, T* z) {
   using S = Simd<T, VB>;
   const auto cv = S::splat(c), sv = S::splat(s);
-  for (int64_t j = 0; j < ldk; j += S::L) S::store(z + j, S::max(cv * S::load(dist + j) - sv, S::zero()));
+  for (int64_t j = 0; j < ldk; j += S::L) S::store(z + j, S::relu(cv * S::load(dist + j) - sv));
 }
 
 // Copy rows [rows, d] (row stride ld) into a zero-padded [prow, dp] buffer.

@@ -106,31 +106,37 @@ const char* cpu_isa();
 // "avx512", "avx2", "generic" or "auto"; returns false for a name this build or CPU cannot run.
 bool set_cpu_isa(const char* name);
 
-// Integer inhibitor attention (inference only): int8 Q, K, V with per-(batch, head) scales s_qk (shared by Q and K, so
-// that |q - k| is meaningful) and s_v. Per head, in integers: D_ij = sum_k |q_ik - k_jk|; then, the only float step,
-// O(N^2) and not O(N^2 d), re-expresses the inhibition on V's integer grid:
+// Integer inhibitor attention (inference only). Per (batch, head), from float Q, K, V: one symmetric int8 scale s_qk
+// shared by Q and K (so that |q - k| is meaningful) and one s_v for V, from the largest finite |x| over the real keys
+// (and the real query rows in self-attention); then, in integers, D_ij = sum_k |q_ik - k_jk|; then, the only float
+// step, O(N^2) and not O(N^2 d), re-expresses the inhibition on V's integer grid:
 //   z_ij = clamp(round((u * (D_ij - mean_j D_ij) - delta) / s_v), 0, 127),  u = gamma / sqrt(d) * s_qk
 // (clamping at 127 changes nothing, since clamp(v, -z, z) = v for z >= 127 >= |v|), and, in integers again,
 //   H_il = eta * s_v * (sum_j v_jl - sum_j clamp(v_jl, -z_ij, z_ij))   (signed; min(v_jl, z_ij) unsigned).
+// Non-finite inputs: NaN for the row of a bad query, the whole head for a bad key, the column of a bad value (padded
+// keys included, as in the float64 reference, where a padded key's terms are multiplied by 0).
+template <typename T>
 struct Int8Head {
-  const int8_t* q;
+  const T* q;
   int64_t q_rs;
-  const int8_t* k;
+  const T* k;
   int64_t k_rs;
-  const int8_t* v;
+  const T* v;
   int64_t v_rs;
-  const int64_t* keys;
-  int64_t nq, nk, d;
-  float score_unit;  // gamma / sqrt(d) * s_qk: the value of one unit of D
-  float value_unit;  // s_v
-  float shift;       // delta
-  float output_scale;
+  const int64_t* keys;     // rows of the real keys, or nullptr when keys 0..nk-1 are all real
+  const bool* real_key;    // [nk_all]: which key rows are real, or nullptr when all are
+  const bool* real_query;  // self-attention with a key mask: the query rows that are real (for the scale), or nullptr
+  int64_t nq, nk, nk_all, d;  // query rows, real keys, all key rows, head dimension
+  float score_scale;          // gamma / sqrt(d)
+  float shift;                // delta
+  float output_scale;         // eta
   bool signed_inhibition;
   bool center;
 };
-int64_t int8_work_bytes(int64_t nk, int64_t d);
-void int8_forward_head(const Int8Head& head, float* out, int64_t out_rs, uint8_t* work);
-// "avx512vnni" (vpsadbw for the distances, vpdpbusd for the sums) or "generic".
+int64_t int8_work_bytes(int64_t nq, int64_t nk, int64_t d);
+template <typename T>
+void int8_forward_head(const Int8Head<T>& head, T* out, int64_t out_rs, uint8_t* work);
+// "avx512vnni" (vpsadbw, vpdpbusd), "avx2" (vpsadbw, vpmaddubsw) or "generic".
 const char* int8_isa();
 
 }  // namespace inhibitor

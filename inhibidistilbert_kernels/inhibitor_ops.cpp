@@ -14,6 +14,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -233,55 +235,68 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }
 
 at::Tensor inhibitor_int8_forward(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
-                                  const at::Tensor& qk_scale, const at::Tensor& v_scale, const at::Tensor& score_scale,
-                                  const at::Tensor& shift, const at::Tensor& output_scale,
+                                  const at::Tensor& score_scale, const at::Tensor& shift, const at::Tensor& output_scale,
                                   const std::optional<at::Tensor>& key_mask, bool signed_inhibition, bool center) {
-  TORCH_CHECK(query.dim() == 4 && key.dim() == 4 && value.dim() == 4 && query.device().is_cpu(),
-              "int8 inhibitor attention expects CPU tensors of shape [batch, heads, N, head_dim]");
-  TORCH_CHECK(query.scalar_type() == at::kChar && key.scalar_type() == at::kChar && value.scalar_type() == at::kChar,
-              "int8 inhibitor attention expects int8 query, key and value");
-  const Shape s{query.size(0), query.size(1), query.size(2), key.size(2), query.size(3)};
-  TORCH_CHECK(key.sizes() == value.sizes() && key.size(0) == s.batch && key.size(1) == s.heads && key.size(3) == s.d,
-              "key and value must have shape [batch, heads, N_keys, head_dim] matching the query");
-  TORCH_CHECK(qk_scale.sizes() == at::IntArrayRef({s.batch, s.heads}) && v_scale.sizes() == qk_scale.sizes(),
-              "qk_scale and v_scale must have shape [batch, heads]");
-  if (key_mask.has_value())
-    TORCH_CHECK(key_mask->scalar_type() == at::kBool && key_mask->dim() == 2 && key_mask->size(1) == s.nk,
-                "key_mask must be a bool tensor of shape [batch, N_keys]");
+  const Shape s = check_inputs(query, key, value, score_scale, shift, output_scale, key_mask);
   const at::Tensor q = unit_inner_stride(query), k = unit_inner_stride(key), v = unit_inner_stride(value);
-  at::Tensor out = at::empty_like(q, q.options().dtype(at::kFloat));
+  at::Tensor out = at::empty_like(q);
   const KeyIndex index = index_keys(key_mask, s.batch, s.nk);
+  // The real keys set the scales; in self-attention (N_q = N_k) so do the real query rows only.
+  at::Tensor mask;
+  if (key_mask.has_value()) mask = key_mask->expand({s.batch, s.nk}).contiguous();
   const std::vector<float> gamma = per_head<float>(score_scale), delta = per_head<float>(shift),
                            eta = per_head<float>(output_scale);
-  const at::Tensor sqk = qk_scale.to(at::kFloat).contiguous(), sv = v_scale.to(at::kFloat).contiguous();
-  const float* sqk_p = sqk.data_ptr<float>();
-  const float* sv_p = sv.data_ptr<float>();
   const int64_t bh_count = s.batch * s.heads;
-  at::parallel_for(0, bh_count, grain_for(s.nq * s.nk * s.d / 4), [&](int64_t begin, int64_t end) {
-    at::Tensor work = at::empty({inhibitor::int8_work_bytes(s.nk, s.d)}, q.options().dtype(at::kByte));
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / s.heads, h = bh % s.heads;
-      inhibitor::Int8Head head;
-      head.q = q.data_ptr<int8_t>() + b * q.stride(0) + h * q.stride(1);
-      head.q_rs = q.stride(2);
-      head.k = k.data_ptr<int8_t>() + b * k.stride(0) + h * k.stride(1);
-      head.k_rs = k.stride(2);
-      head.v = v.data_ptr<int8_t>() + b * v.stride(0) + h * v.stride(1);
-      head.v_rs = v.stride(2);
-      head.keys = index.rows(b, s.nk);
-      head.nq = s.nq;
-      head.nk = index.count(b, s.nk);
-      head.d = s.d;
-      head.score_unit = gamma[h] / std::sqrt(static_cast<float>(s.d)) * sqk_p[bh];
-      head.value_unit = sv_p[bh] > 0.0f ? sv_p[bh] : 1.0f;
-      head.shift = delta[h];
-      head.output_scale = eta[h];
-      head.signed_inhibition = signed_inhibition;
-      head.center = center;
-      inhibitor::int8_forward_head(head, row_ptr<float>(out, bh, s.heads), out.stride(2), work.data_ptr<uint8_t>());
-    }
+  if (bh_count == 0 || s.nq == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "inhibitor_int8_forward", [&] {
+    using T = scalar_t;
+    at::parallel_for(0, bh_count, grain_for(s.nq * s.nk * s.d / 4), [&](int64_t begin, int64_t end) {
+      at::Tensor work = at::empty({inhibitor::int8_work_bytes(s.nq, s.nk, s.d)}, q.options().dtype(at::kByte));
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const int64_t b = bh / s.heads, h = bh % s.heads;
+        inhibitor::Int8Head<T> head;
+        head.q = q.data_ptr<T>() + b * q.stride(0) + h * q.stride(1);
+        head.q_rs = q.stride(2);
+        head.k = k.data_ptr<T>() + b * k.stride(0) + h * k.stride(1);
+        head.k_rs = k.stride(2);
+        head.v = v.data_ptr<T>() + b * v.stride(0) + h * v.stride(1);
+        head.v_rs = v.stride(2);
+        head.keys = index.rows(b, s.nk);
+        head.real_key = mask.defined() ? mask.data_ptr<bool>() + b * s.nk : nullptr;
+        head.real_query = key_mask.has_value() && s.nq == s.nk ? head.real_key : nullptr;
+        head.nq = s.nq;
+        head.nk = index.count(b, s.nk);
+        head.nk_all = s.nk;
+        head.d = s.d;
+        head.score_scale = gamma[h] / std::sqrt(static_cast<float>(s.d));
+        head.shift = delta[h];
+        head.output_scale = eta[h];
+        head.signed_inhibition = signed_inhibition;
+        head.center = center;
+        inhibitor::int8_forward_head<T>(head, row_ptr<T>(out, bh, s.heads), out.stride(2), work.data_ptr<uint8_t>());
+      }
+    });
   });
   return out;
+}
+
+// Whether every value of the tensors is finite (one parallel pass; the check before the fused kernel).
+bool all_finite(const std::vector<at::Tensor>& tensors) {
+  for (const at::Tensor& t : tensors) {
+    if (!t.is_floating_point()) continue;
+    const at::Tensor c = t.contiguous();
+    std::atomic<bool> finite{true};
+    AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "all_finite", [&] {
+      const scalar_t* p = c.data_ptr<scalar_t>();
+      at::parallel_for(0, c.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+        bool ok = true;
+        for (int64_t i = begin; i < end; ++i) ok &= std::fabs(p[i]) <= std::numeric_limits<scalar_t>::max();
+        if (!ok) finite.store(false);
+      });
+    });
+    if (!finite.load()) return false;
+  }
+  return true;
 }
 
 std::string cpu_isa() { return inhibitor::cpu_isa(); }
@@ -293,17 +308,18 @@ bool set_cpu_isa(const std::string& name) { return inhibitor::set_cpu_isa(name.c
 }  // namespace
 
 TORCH_LIBRARY(inhibidistilbert, m) {
+  // The attention table's signature (query, key, value, score_scale, shift, output_scale, key_mask, signed, center).
   m.def(
       "inhibitor_forward(Tensor query, Tensor key, Tensor value, Tensor score_scale, Tensor shift, "
-      "Tensor output_scale, Tensor? key_mask, bool signed_inhibition, bool center) -> (Tensor, Tensor)");
+      "Tensor output_scale, Tensor? key_mask=None, bool signed=True, bool center=True) -> (Tensor, Tensor)");
   m.def(
       "inhibitor_backward(Tensor grad_out, Tensor query, Tensor key, Tensor value, Tensor out, Tensor row_mean, "
-      "Tensor score_scale, Tensor shift, Tensor output_scale, Tensor? key_mask, bool signed_inhibition, bool center) "
+      "Tensor score_scale, Tensor shift, Tensor output_scale, Tensor? key_mask, bool signed, bool center) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "inhibitor_int8_forward(Tensor query, Tensor key, Tensor value, Tensor qk_scale, Tensor v_scale, "
-      "Tensor score_scale, Tensor shift, Tensor output_scale, Tensor? key_mask, bool signed_inhibition, bool center) "
-      "-> Tensor");
+      "inhibitor_int8_forward(Tensor query, Tensor key, Tensor value, Tensor score_scale, Tensor shift, "
+      "Tensor output_scale, Tensor? key_mask=None, bool signed=True, bool center=True) -> Tensor");
+  m.def("all_finite(Tensor[] tensors) -> bool", &all_finite);
   m.def("cpu_isa() -> str", &cpu_isa);
   m.def("int8_isa() -> str", &int8_isa);
   m.def("set_cpu_isa(str name) -> bool", &set_cpu_isa);

@@ -1,12 +1,14 @@
-"""The fast inhibitor kernels equal the float64 reference of the spec: fused CPU kernel, int8 inference, Triton.
+"""The CPU kernels equal the float64 reference of the spec: the fused kernel, the int8 path, and their package.
 
 Every check runs on fresh random inputs against `naive_inhibitor` (the `[B, H, N, N, d]` broadcast straight from
-docs/method.md). The module skips only when the kernel package cannot be imported here (no compiler, or
-`INHIBIDISTILBERT_KERNELS=0`); the Triton tests skip without a CUDA GPU.
+docs/method.md), bad values (NaN, inf) and masks included. The kernel tests skip only when the C++ library cannot be
+built here, and `test_the_kernels_build_where_a_compiler_exists` then fails unless the machine has no C++ compiler or
+`INHIBIDISTILBERT_KERNELS_OPTIONAL=1` says that a missing kernel is expected, so a broken build never turns the
+suite into silent skips. (The Triton kernel is tested in tests/test_triton_kernel.py.)
 """
 
-import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,29 +17,43 @@ from pathlib import Path
 import pytest
 import torch
 
-try:
-    import inhibidistilbert_kernels as kernels
-except ImportError as import_error:  # pragma: no cover - depends on the machine
-    pytest.skip(f"the inhibitor kernel package cannot be imported here: {import_error}", allow_module_level=True)
-
-from inhibidistilbert_kernels import fused_inhibitor_attention
+import inhibidistilbert_kernels as kernels
+from inhibidistilbert_kernels import (
+    _build,
+    fused_inhibitor_attention,
+    fused_unsupported,
+    int8_inhibitor_attention,
+    int8_unsupported,
+    quantize_model_for_inference,
+)
 from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertModel
-from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling
 from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist
-
-from .conftest import perturb_scalars
 from modeling_inhibidistilbert.reference import naive_inhibitor
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .conftest import perturb_scalars
 
-needs_cpu_kernel = pytest.mark.skipif(
-    "cpu" not in kernels.SUPPORTED_DEVICES, reason=f"the CPU kernel could not be built: {kernels.CPU_KERNEL_ERROR}"
-)
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
-needs_triton = pytest.mark.skipif(
-    importlib.util.find_spec("triton") is None,
-    reason="triton is not installed (the Triton kernel is for CUDA GPUs; the CPU kernel and cdist form are tested)",
-)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LIBRARY_ERROR = kernels.library_error()  # builds the library on the first run on a machine (cached afterwards)
+needs_cpu_kernel = pytest.mark.skipif(LIBRARY_ERROR is not None, reason=f"no CPU kernel here: {LIBRARY_ERROR}")
+
+
+def c_compiler() -> str | None:
+    """The C++ compiler torch.utils.cpp_extension would use, if there is one."""
+    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+
+
+def test_the_kernels_build_where_a_compiler_exists():
+    """Fails when a C++ compiler is present and the kernels do not build (about sixty tests would skip silently)."""
+    if _build.disabled():
+        pytest.skip("INHIBIDISTILBERT_KERNELS=0 turns the kernels off on purpose")
+    if os.environ.get("INHIBIDISTILBERT_KERNELS_OPTIONAL", "").strip().lower() in ("1", "true", "yes", "on"):
+        pytest.skip("INHIBIDISTILBERT_KERNELS_OPTIONAL=1: this machine may lack the kernels")
+    if c_compiler() is None:
+        pytest.skip("no C++ compiler on this machine (the model runs its PyTorch forms)")
+    assert LIBRARY_ERROR is None, (
+        f"a C++ compiler ({c_compiler()}) is present but the kernels did not build: {LIBRARY_ERROR}. Fix the build, "
+        "or set INHIBIDISTILBERT_KERNELS_OPTIONAL=1 on a machine where the kernels are not expected."
+    )
 
 
 def make_case(batch=2, heads=3, nq=37, nk=37, d=19, mask="ragged", seed=0, dtype=torch.float64):
@@ -135,16 +151,16 @@ def test_every_instruction_set_path_agrees(isa):
 
 
 @needs_cpu_kernel
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_inputs_compute_in_float32_and_return_their_dtype(dtype):
-    q, k, v, gamma, delta, eta, key_mask = make_case(seed=8, dtype=torch.float32)
-    low = [t.to(dtype).requires_grad_() for t in (q, k, v)]
-    out = fused_inhibitor_attention(*low, gamma, delta, eta, key_mask)
-    assert out.dtype == dtype
-    as_float = fused_inhibitor_attention(*(t.detach().float() for t in low), gamma, delta, eta, key_mask)
-    torch.testing.assert_close(out, as_float.to(dtype), rtol=0, atol=0)
-    out.float().sum().backward()
-    assert all(t.grad is not None and t.grad.dtype == dtype for t in low)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.int8])
+def test_probes_name_what_the_kernels_cannot_run(dtype):
+    query = torch.zeros(1, 1, 2, 4, dtype=dtype)
+    assert "float32 or float64" in fused_unsupported(query, False)  # the model's dispatcher casts, once
+    assert "float32 or float64" in int8_unsupported(query, False)
+    meta = torch.zeros(1, 1, 2, 4, device="meta")
+    assert "CPU tensors" in fused_unsupported(meta, True) and "CPU tensors" in int8_unsupported(meta, False)
+    cpu = torch.zeros(1, 1, 2, 4)
+    assert fused_unsupported(cpu, True) is None and int8_unsupported(cpu, False) is None
+    assert "inference" in int8_unsupported(cpu, True)  # no backward: never chosen for a call that needs gradients
 
 
 # FUSED CPU KERNEL: BACKWARD #
@@ -224,26 +240,86 @@ def test_zero_output_scale_still_gets_its_gradient():
         (lambda a: {**a, "key_mask": torch.ones(3, a["key"].shape[2], dtype=torch.bool)}, "key_mask"),
     ],
 )
-def test_bad_inputs_error_clearly(change, message):
+@pytest.mark.parametrize("attention", [fused_inhibitor_attention, int8_inhibitor_attention])
+def test_bad_inputs_error_clearly(change, message, attention):
     q, k, v, gamma, delta, eta, key_mask = make_case(seed=15)
     args = dict(query=q, key=k, value=v, score_scale=gamma, shift=delta, output_scale=eta, key_mask=key_mask)
     with pytest.raises(RuntimeError, match=message):
-        fused_inhibitor_attention(**change(args))
+        attention(**change(args))
 
 
-def test_unsupported_devices_error_clearly():
-    q, k, v, gamma, delta, eta, _ = make_case(seed=16)
-    meta = [t.to("meta") for t in (q, k, v)]
-    with pytest.raises(RuntimeError, match="runs on CPU and CUDA tensors"):
-        fused_inhibitor_attention(*meta, gamma, delta, eta)
+# NaN AND INF: THEY PROPAGATE AS IN THE FLOAT64 REFERENCE AND THE CDIST FORM #
+
+# (tensor, position) of one bad value: a real query row, a real key, a real value, a padded key, a padded value
+BAD_SPOTS = [("q", (0, 1, 3, 5)), ("k", (0, 1, 3, 5)), ("v", (0, 1, 3, 5)), ("k", (1, 2, 36, 0)), ("v", (1, 0, 36, 4))]
 
 
-# THE MODEL: DISPATCH AND EQUALITY OF THE TWO PATHS #
+def with_bad_value(case, tensor, spot, bad):
+    q, k, v, *rest = (t.clone() for t in case[:6])
+    {"q": q, "k": k, "v": v}[tensor][spot] = bad
+    return (q, k, v, *rest, case[-1])
 
 
-def tiny_model_pair(implementations=("fused", "cdist"), dtype=torch.float64):
+def cdist_form(q, k, v, gamma, delta, eta, key_mask, signed, center):
+    allowed = None if key_mask is None else key_mask[:, None, None, :]
+    return inhibitor_attention_cdist(q, k, v, gamma, delta, eta, allowed=allowed, signed=signed, center=center)[0]
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("tensor, spot", BAD_SPOTS)
+def test_nan_propagates_like_the_reference_forward_and_backward(signed, center, tensor, spot):
+    """Issue 17 item 5: a NaN token gave a finite fused output (and a finite loss with NaN gradients)."""
+    case = with_bad_value(make_case(seed=21), tensor, spot, float("nan"))
+    inputs = [t.clone().requires_grad_() for t in case[:6]]
+    out = fused_inhibitor_attention(*inputs, case[-1], signed, center)
+    cdist_inputs = [t.clone().requires_grad_() for t in case[:6]]
+    cdist_out = cdist_form(*cdist_inputs, case[-1], signed, center)
+    torch.testing.assert_close(out, cdist_out, rtol=1e-9, atol=1e-9, equal_nan=True)  # the path Hub users run
+    grads = torch.autograd.grad(out.sum(), inputs)
+    cdist_grads = torch.autograd.grad(cdist_out.sum(), cdist_inputs)
+    for grad, cdist_grad in zip(grads, cdist_grads):
+        torch.testing.assert_close(grad, cdist_grad, rtol=1e-9, atol=1e-9, equal_nan=True)
+    expected = reference(*case[:6], case[-1], signed, center)
+    if spot[2] < 30:  # a real position: NaN exactly where the reference has it, and NaN gradients
+        torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+        assert out.isnan().any() and not all(torch.isfinite(g).all() for g in grads)
+    else:  # a padded key: the reference and the cdist form disagree when uncentred (the lead's report says so)
+        agree = ~(expected.isnan() ^ cdist_out.isnan())
+        torch.testing.assert_close(out[agree], expected[agree], rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("tensor, spot", BAD_SPOTS)
+def test_inf_propagates_like_the_cdist_form(bad, center, tensor, spot):
+    case = with_bad_value(make_case(seed=22), tensor, spot, bad)
+    out = fused_inhibitor_attention(*case, True, center)
+    torch.testing.assert_close(out, cdist_form(*case, True, center), rtol=1e-9, atol=1e-9, equal_nan=True)
+    expected = reference(*case, True, center)
+    agree = ~(expected.isnan() ^ cdist_form(*case, True, center).isnan())  # where the two float forms agree
+    torch.testing.assert_close(out[agree], expected[agree], rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("tensor", ["q", "k", "v"])
+def test_the_kernel_itself_keeps_nan_at_real_positions(signed, tensor):
+    """The C++ operator alone (no cdist fallback): its ReLUs keep NaN as torch.relu does."""
+    case = with_bad_value(make_case(seed=23), tensor, (0, 1, 3, 5), float("nan"))
+    out, _ = torch.ops.inhibidistilbert.inhibitor_forward(*case, signed, True)
+    expected = reference(*case, signed, True)
+    assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().any()
+
+
+# THE MODEL: THE FUSED ENTRY OF THE ATTENTION TABLE #
+
+
+def tiny_model_pair(implementations=("fused", "cdist"), dtype=torch.float64, **overrides):
     config = dict(vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64)
-    config.update(dropout=0.0, attention_dropout=0.0, shift_init=0.1, output_scale_init=0.1)
+    config.update(dropout=0.0, attention_dropout=0.0, shift_init=0.1, output_scale_init=0.1, **overrides)
     torch.manual_seed(0)
     models = []
     for implementation in implementations:
@@ -279,38 +355,23 @@ def test_model_outputs_and_gradients_match_between_fused_and_cdist(padded):
 
 
 @needs_cpu_kernel
-def test_auto_selects_the_fused_kernel_on_cpu(monkeypatch):
+def test_auto_runs_the_fused_kernel_on_cpu(monkeypatch):
     (model,) = tiny_model_pair(("auto",), dtype=torch.float32)
     calls = []
 
-    def spy(*args, **kwargs):
+    def spy(*args):
         calls.append(args[0].shape)
-        return fused_inhibitor_attention(*args, **kwargs)
+        return fused_inhibitor_attention(*args)
 
-    monkeypatch.setattr(modeling, "fused_inhibitor_attention", spy)
+    monkeypatch.setattr(kernels, "fused_inhibitor_attention", spy)
     input_ids = torch.randint(5, 64, (2, 9))
     attention_mask = torch.ones_like(input_ids)
     attention_mask[0, 6:] = 0
     model(input_ids=input_ids, attention_mask=attention_mask)
     assert len(calls) == model.config.n_layers
-    calls.clear()  # scores are only available from the cdist form
-    outputs = model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
-    assert not calls and len(outputs.attentions) == model.config.n_layers
 
 
-@needs_cpu_kernel
-def test_use_fused_kernel_reports_the_choice():
-    config = InhibiDistilBertConfig(inhibitor_implementation="auto")
-    query = torch.zeros(2, 12, 4, 64)
-    padding = torch.ones(2, 1, 1, 4, dtype=torch.bool)
-    per_query = torch.ones(2, 1, 4, 4, dtype=torch.bool)
-    assert modeling.use_fused_kernel(config, query, None, False)
-    assert modeling.use_fused_kernel(config, query, padding, False)
-    assert not modeling.use_fused_kernel(config, query, per_query, False)
-    assert not modeling.use_fused_kernel(config, query, None, True)
-    assert not modeling.use_fused_kernel(InhibiDistilBertConfig(inhibitor_implementation="cdist"), query, None, False)
-    with pytest.raises(RuntimeError, match="output_attentions=True"):
-        modeling.use_fused_kernel(InhibiDistilBertConfig(inhibitor_implementation="fused"), query, None, True)
+# THE PACKAGE: CHEAP IMPORT, CACHED AND CHECKED LIBRARY, FALLBACK #
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -321,59 +382,118 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
+
+
+def test_import_compiles_nothing(tmp_path):
+    code = """
+        import torch
+        import inhibidistilbert_kernels
+        from inhibidistilbert_kernels import _build
+        assert not _build._STATE and not hasattr(torch.ops.inhibidistilbert, "inhibitor_forward")
+        print("import ok")
+    """
+    result = run_python(code, TORCH_EXTENSIONS_DIR=str(tmp_path), CXX="false")
+    assert result.returncode == 0, result.stderr
+    assert "import ok" in result.stdout and not any(tmp_path.iterdir())
 
 
 FALLBACK_CHECK = """
     import torch
+    from inhibidistilbert_kernels import fused_unsupported, int8_unsupported
     from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertModel
-    from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling
 
-    assert modeling.fused_inhibitor_attention is None, "the kernel should not be importable here"
-    print("reason:", modeling.FUSED_KERNEL_ERROR)
+    reason = fused_unsupported(torch.zeros(1, 1, 2, 4), False)
+    assert reason is not None and reason == int8_unsupported(torch.zeros(1, 1, 2, 4), False), reason
+    print("reason:", reason)
     config = dict(vocab_size=64, dim=32, n_layers=1, n_heads=4, hidden_dim=64, max_position_embeddings=64)
-    model = InhibiDistilBertModel(InhibiDistilBertConfig(**config))  # "auto": the cdist form
-    out = model(input_ids=torch.randint(5, 64, (2, 7))).last_hidden_state
-    assert torch.isfinite(out).all()
+    model = InhibiDistilBertModel(InhibiDistilBertConfig(**config))  # "auto": a PyTorch form
+    assert torch.isfinite(model(input_ids=torch.randint(5, 64, (2, 7))).last_hidden_state).all()
     fused = InhibiDistilBertModel(InhibiDistilBertConfig(**config, inhibitor_implementation="fused"))
     try:
         fused(input_ids=torch.randint(5, 64, (2, 7)))
     except RuntimeError as err:
-        assert "not available" in str(err), err
+        assert reason in str(err), err
     else:
         raise AssertionError("inhibitor_implementation='fused' must fail without the kernel")
     print("fallback ok")
 """
 
 
-def test_kernels_disabled_by_environment_fall_back_to_cdist():
+def test_kernels_turned_off_by_the_environment_say_so():
     result = run_python(FALLBACK_CHECK, INHIBIDISTILBERT_KERNELS="0")
     assert result.returncode == 0, result.stderr
     assert "fallback ok" in result.stdout and "INHIBIDISTILBERT_KERNELS=0" in result.stdout
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the Triton kernel would still import")
-def test_failed_build_falls_back_silently_to_cdist(tmp_path):
-    # A fresh extension cache and a compiler that always fails: the import must not raise, the model runs cdist.
+def test_a_failed_build_is_reported_by_the_probes_and_the_model_falls_back(tmp_path):
+    # A fresh extension cache and a compiler that always fails: nothing raises, the probes give the reason.
     result = run_python(FALLBACK_CHECK, TORCH_EXTENSIONS_DIR=str(tmp_path), CXX="false", CC="false")
     assert result.returncode == 0, result.stderr
     assert "fallback ok" in result.stdout and "could not be built" in result.stdout
 
 
 @needs_cpu_kernel
-def test_second_import_loads_the_cached_library_without_building():
-    code = "import inhibidistilbert_kernels as k; print(k.BUILD_INFO['built'], k.BUILD_INFO['library'])"
+def test_a_later_process_loads_the_cached_library_without_building():
+    code = "import torch, inhibidistilbert_kernels as k; k.library_error(); print(k.build_info()['built'])"
     result = run_python(code)
     assert result.returncode == 0, result.stderr
-    built, library = result.stdout.split()
-    assert built == "False" and Path(library).exists()
+    assert result.stdout.split() == ["False"]
+
+
+TRUNCATED_LIBRARY_CHECK = """
+    import shutil, sys
+    from pathlib import Path
+    from inhibidistilbert_kernels import _build
+
+    import torch
+
+    good = Path(sys.argv[1])
+    def fake_compile_and_load(name, build_dir):  # stands in for the 1-2 minute compiler run
+        target = build_dir / f"{name}.so"
+        shutil.copyfile(good, target)
+        torch.ops.load_library(str(target))
+        print("rebuilt")
+        return target
+    _build._compile_and_load = fake_compile_and_load
+    assert _build.library_error() is None, _build.library_error()
+    library = Path(_build.build_info()["library"])
+    assert _build.is_valid(library) and library.stat().st_size == good.stat().st_size
+    print("loaded ok")
+"""
+
+
+@needs_cpu_kernel
+def test_a_truncated_cached_library_is_rebuilt_not_mapped(tmp_path):
+    """Issue 17 item 10: a truncated .so in the cache killed every later import with SIGBUS."""
+    good = Path(kernels.build_info()["library"] or "")
+    if not good.is_file():
+        pytest.skip("the library was loaded before build_info could record its path")
+    cache = _build.build_directory(_build.library_name())
+    target = tmp_path / cache.relative_to(cache.parents[1])
+    target.mkdir(parents=True)
+    library = target / good.name
+    library.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # an interrupted copy
+    shutil.copyfile(_build.checksum_path(good), _build.checksum_path(library))  # the full file's checksum
+    assert not _build.is_valid(library)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(TRUNCATED_LIBRARY_CHECK), str(good)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TORCH_EXTENSIONS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])  # -7 would be SIGBUS
+    assert result.stdout.splitlines() == ["rebuilt", "loaded ok"]
+    assert _build.is_valid(library) and not list(target.glob("build-*"))  # the temporary build folder is gone
 
 
 # INT8 INFERENCE #
 
-# Documented in docs/benchmarks.md: relative L2 error of the int8 path against float32, at B=2, H=4, N=128, d=64 with
-# unit-normal Q, K, V (as after a LayerNorm-ed projection). Measured about 0.01-0.02; asserted with margin.
+# Relative L2 error of the int8 path against float32, at B=2, H=4, N=128, d=64 with unit-normal Q, K, V (as after a
+# LayerNorm-ed projection). Measured about 0.004-0.02; asserted with margin.
 INT8_RELATIVE_ERROR_BOUND = 0.05
 
 
@@ -384,9 +504,8 @@ def relative_error(out: torch.Tensor, expected: torch.Tensor) -> float:
 @needs_cpu_kernel
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("center", [True, False])
-def test_int8_path_is_within_the_documented_error_of_float32(signed, center):
-    from inhibidistilbert_kernels.quantized import int8_inhibitor_attention
-
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_int8_path_is_within_the_documented_error_of_the_reference(signed, center, dtype):
     q, k, v, gamma, delta, eta, key_mask = make_case(batch=2, heads=4, nq=128, nk=128, d=64, seed=17)
     if not center:
         # Uncentred, the random case's scores (about 12) dwarf |V| (about 1), so every output is almost exactly 0 and a
@@ -394,17 +513,14 @@ def test_int8_path_is_within_the_documented_error_of_float32(signed, center):
         # training learns): put the shift at the mean score, the operating point the centred form has by construction.
         scores = torch.cdist(q, k, p=1) * (gamma / q.shape[-1] ** 0.5)[:, None, None]
         delta = delta + scores.mean(dim=(0, 2, 3))
-    inputs = tuple(t.float() for t in (q, k, v, gamma, delta, eta))
-    expected = fused_inhibitor_attention(*inputs, key_mask, signed=signed, center=center)
-    out = int8_inhibitor_attention(*inputs, key_mask, signed=signed, center=center)
-    assert out.dtype == torch.float32 and out.shape == q.shape
-    assert relative_error(out, expected) < INT8_RELATIVE_ERROR_BOUND
+    inputs = tuple(t.to(dtype) for t in (q, k, v, gamma, delta, eta))
+    out = int8_inhibitor_attention(*inputs, key_mask, signed, center)
+    assert out.dtype == dtype and out.shape == q.shape
+    assert relative_error(out, reference(*inputs, key_mask, signed, center)) < INT8_RELATIVE_ERROR_BOUND
 
 
 @needs_cpu_kernel
 def test_int8_padded_keys_contribute_nothing():
-    from inhibidistilbert_kernels.quantized import int8_inhibitor_attention
-
     q, k, v, gamma, delta, eta, key_mask = make_case(batch=3, heads=2, nq=40, nk=40, d=64, seed=18)
     q, k, v = (t.float() for t in (q, k, v))
     out = int8_inhibitor_attention(q, k, v, gamma, delta, eta, key_mask)
@@ -415,88 +531,76 @@ def test_int8_padded_keys_contribute_nothing():
 
 
 @needs_cpu_kernel
-def test_quantized_model_stays_close_to_the_float_model():
-    from inhibidistilbert_kernels.quantized import Int8InhibitorAttention, quantize_model_for_inference
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_int8_instruction_set_paths_agree(isa):
+    q, k, v, gamma, delta, eta, key_mask = (
+        t.float() if t.is_floating_point() else t for t in make_case(batch=2, heads=3, nq=70, nk=70, d=64, seed=24)
+    )
+    best = int8_inhibitor_attention(q, k, v, gamma, delta, eta, key_mask)
+    try:
+        kernels.set_cpu_isa(isa)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {isa} path")
+    try:
+        out = int8_inhibitor_attention(q, k, v, gamma, delta, eta, key_mask)
+    finally:
+        kernels.set_cpu_isa("auto")
+    # the integer passes are exact; only the float requantisation (FMA or not) may round one z_ij differently
+    assert relative_error(out, best) < 1e-3
 
-    (model,) = tiny_model_pair(("auto",), dtype=torch.float32)
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("tensor, spot", BAD_SPOTS)
+def test_int8_nan_input_gives_nan_where_the_reference_does(signed, tensor, spot):
+    case = with_bad_value(make_case(d=64, seed=25), tensor, spot, float("nan"))
+    out = int8_inhibitor_attention(*case, signed, True)
+    expected = reference(*case, signed, True)
+    assert out.isnan().any() and torch.equal(out.isnan(), expected.isnan())
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
+@pytest.mark.parametrize("tensor", ["q", "k", "v"])
+def test_int8_inf_input_is_never_silently_finite(bad, tensor):
+    case = with_bad_value(make_case(d=64, seed=26), tensor, (0, 1, 3, 5), bad)
+    out, expected = int8_inhibitor_attention(*case, True, True), reference(*case, True, True)
+    assert (~torch.isfinite(out))[~torch.isfinite(expected)].all()
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("normalization", ["sum", "mean"])
+@pytest.mark.parametrize("linear", [False, True])
+def test_quantized_model_stays_close_to_the_float_model(normalization, linear):
+    """Issue 17 item 7: with output_normalization="mean" the int8 outputs were about N times too large."""
+    (model,) = tiny_model_pair(("auto",), dtype=torch.float32, output_normalization=normalization)
     model.eval()
     input_ids = torch.randint(5, 64, (2, 17), generator=torch.Generator().manual_seed(0))
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 11:] = 0
     with torch.no_grad():
         expected = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        quantize_model_for_inference(model)
+        assert quantize_model_for_inference(model, linear=linear) is model
         out = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    assert isinstance(model.transformer.layer[0].attention, Int8InhibitorAttention)
+    assert model.config.inhibitor_implementation == "int8" and not model.training
+    quantized = any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
+    assert quantized == linear
     real = attention_mask.bool()
     assert relative_error(out[real], expected[real]) < INT8_RELATIVE_ERROR_BOUND
 
 
-# TRITON (GPU) #
+@needs_cpu_kernel
+def test_a_quantized_model_is_reloaded_from_its_float_checkpoint(tmp_path):
+    """The documented way to save: the float checkpoint; quantising after loading rebuilds the same int8 model."""
+    (model,) = tiny_model_pair(("auto",), dtype=torch.float32)
+    model.eval().save_pretrained(tmp_path)
+    input_ids = torch.randint(5, 64, (2, 13), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        first = quantize_model_for_inference(model)(input_ids=input_ids).last_hidden_state
+        reloaded = quantize_model_for_inference(InhibiDistilBertModel.from_pretrained(tmp_path))
+        torch.testing.assert_close(reloaded(input_ids=input_ids).last_hidden_state, first, rtol=0, atol=0)
 
 
-@pytest.mark.gpu
-@needs_gpu
-@needs_triton
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("signed", [True, False])
-@pytest.mark.parametrize("mask", ["none", "ragged"])
-def test_triton_forward_and_backward_match_float64_reference(dtype, signed, mask):
-    case = make_case(batch=2, heads=3, nq=70, nk=70, d=64, mask=mask, seed=19)
-    key_mask = None if case[-1] is None else case[-1].cuda()
-    inputs = [t.to("cuda", dtype if i < 3 else torch.float32).requires_grad_() for i, t in enumerate(case[:6])]
-    out = fused_inhibitor_attention(*inputs, key_mask, signed=signed)
-    assert out.dtype == dtype
-    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    grads = torch.autograd.grad((out.double() * weights.cuda()).sum(), inputs)
-    ref_inputs = [t.detach().cpu().double().requires_grad_() for t in inputs]
-    ref = naive_inhibitor(*ref_inputs, case[-1], signed)[0]
-    ref_grads = torch.autograd.grad((ref * weights).sum(), ref_inputs)
-    tol = 1e-4 if dtype == torch.float32 else 3e-2  # float32 accumulation; inputs and outputs rounded to 16 bits
-    torch.testing.assert_close(out.double().cpu(), ref, rtol=tol, atol=tol * ref.abs().max().item())
-    for grad, ref_grad in zip(grads, ref_grads):
-        scale = ref_grad.abs().max().item()
-        torch.testing.assert_close(grad.double().cpu(), ref_grad, rtol=tol, atol=tol * scale)
-
-
-@pytest.mark.gpu
-@needs_gpu
-@needs_triton
-def test_triton_model_matches_the_cdist_form_on_gpu():
-    fused, cdist = tiny_model_pair(dtype=torch.float32)
-    input_ids = torch.randint(5, 64, (3, 33)).cuda()
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[1, 20:] = 0
-    hidden = [m.cuda()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state for m in (fused, cdist)]
-    torch.testing.assert_close(hidden[0], hidden[1], rtol=1e-4, atol=1e-4)
-
-
-TRITON_INTERPRETER_CHECK = """
-    import torch
-    from inhibidistilbert_kernels.triton_inhibitor import triton_inhibitor_attention
-    from modeling_inhibidistilbert.reference import naive_inhibitor
-
-    gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 2, 20, 16, generator=gen) for _ in range(3))
-    gamma, delta, eta = torch.rand(2) + 0.5, 0.1 * torch.randn(2), torch.rand(2) + 0.5
-    mask = torch.ones(2, 20, dtype=torch.bool)
-    mask[1, 13:] = False
-    for signed in (True, False):
-        inputs = [t.clone().requires_grad_() for t in (q, k, v, gamma, delta, eta)]
-        out = triton_inhibitor_attention(*inputs, mask, signed=signed)
-        grads = torch.autograd.grad(out.sum(), inputs)
-        ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
-        ref = naive_inhibitor(*ref_inputs, mask, signed)[0]
-        ref_grads = torch.autograd.grad(ref.sum(), ref_inputs)
-        torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
-        for grad, ref_grad in zip(grads, ref_grads):
-            torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-4, atol=1e-4 * ref_grad.abs().max().item())
-    print("interpreter ok")
-"""
-
-
-@needs_triton
-def test_triton_kernel_in_the_interpreter_on_cpu():
-    result = run_python(TRITON_INTERPRETER_CHECK, TRITON_INTERPRET="1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "interpreter ok" in result.stdout
+def test_quantize_model_for_inference_refuses_other_models():
+    with pytest.raises(ValueError, match="needs an InhibiDistilBERT model"):
+        quantize_model_for_inference(torch.nn.Linear(2, 2))
