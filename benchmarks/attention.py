@@ -5,11 +5,13 @@
 Implementations (per batch element and head, Q, K, V `[N, d]`; docs/method.md):
 
 - `sdpa`: `torch.nn.functional.scaled_dot_product_attention`, the baseline every ratio refers to.
-- `naive`: the float64 reference of the tests (`tests/test_attention_numerics.naive_inhibitor`, the `[B, H, N, N, d]`
+- `naive`: the float64 reference (`modeling_inhibidistilbert/reference.py: naive_inhibitor`, the `[B, H, N, N, d]`
   broadcast), timed in float32 and only where one `[B, H, N, N, d]` float32 tensor fits `--naive_max_gb`.
 - `cdist`: the pure-PyTorch memory-lean form (`inhibitor_attention_cdist`).
 - `fused`: the fused C++ CPU kernel (`inhibidistilbert_kernels.fused_inhibitor_attention`), forward and backward.
-- `triton`: the Triton GPU kernel (`--device cuda` with Triton installed; skipped otherwise, and said so).
+- `compiled`: the third Hub file's Inductor-compiled form (`kernels_inhibidistilbert.compiled_inhibitor_attention`,
+  CPU; what a Hub user without the package runs where a C++ compiler exists).
+- `triton`: the third Hub file's Triton kernel (`--device cuda` with Triton installed; skipped otherwise, and said so).
 - `int8`: the integer inference path (`inhibidistilbert_kernels.quantized.int8_inhibitor_attention`), forward only;
   its relative L2 error against the float32 fused kernel is reported as well.
 
@@ -19,14 +21,12 @@ reference: the outputs of batch elements 0 and B-1 at `--check_rows` sampled que
 Q, K, V and the per-head scalars of batch element 0 (upstream gradient at the sampled rows). An implementation
 that fails the check is not timed.
 
-Timing: a manual median. One untimed warm-up call (thread pool, allocator, lazy initialisation), a second one to
-estimate the call time where the first was short, then `--min_samples` to `--repeats` samples (as many as fit
-`--max_measure_seconds`) of `number` back-to-back calls, `number` making a sample last `--min_sample_seconds`; the
-median of the samples per call is reported with the sample count. CUDA calls are synchronised. CPU time that other
-processes use meanwhile (/proc/stat minus this process) is recorded per measurement; above 0.1 cores the measurement
-is repeated after waiting for an idle machine (`--retries`), and a row still disturbed says so. An implementation
-whose predicted call time (its largest measured smaller size scaled by B * N^2; whole models: by B * N) exceeds
-`--max_call_seconds` (`--max_model_call_seconds`) is skipped at that size, and the table says so.
+Timing: `torch.utils.benchmark.Timer.adaptive_autorange` (benchmarks/common.py: warm-up, block sizing, CUDA
+synchronisation, the median of the blocks; `--min_run_time` seconds at least per measurement). A measurement whose
+interquartile range exceeds 10% of its median says so in its row. An implementation whose predicted call time (its
+largest measured smaller size scaled by B * N^2; whole models: by B * N) exceeds `--max_call_seconds`
+(`--max_model_call_seconds`) is skipped at that size, and the table says so. Every table names the CPU model, its
+vector extensions and the thread count.
 
 Peak memory: the extra memory a call allocates above its inputs (output, workspaces, saved tensors and gradients for
 forward+backward). CUDA: `torch.cuda.max_memory_allocated` minus the allocation before the call. CPU: every
@@ -59,7 +59,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shlex
 import statistics
 import sys
@@ -72,20 +71,21 @@ import torch.nn.functional as F
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from anywhere in the repository
 
-from distill_throughput import FusedCallCounter  # noqa: E402  (the sibling benchmark, on sys.path[0])
+import common  # noqa: E402  (the sibling module, on sys.path[0])
+from distill_throughput import ImplementationRecorder  # noqa: E402
 
 from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertModel  # noqa: E402
+from modeling_inhibidistilbert import kernels_inhibidistilbert as hub_kernels  # noqa: E402
 from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling  # noqa: E402
 from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist  # noqa: E402
 from modeling_inhibidistilbert.reference import naive_inhibitor  # noqa: E402  (the reference the tests use)
 
 try:
     import inhibidistilbert_kernels as kernels
-    from inhibidistilbert_kernels.quantized import int8_inhibitor_attention, quantize_model_for_inference
 
     KERNELS_ERROR = None
 except ImportError as error:  # no compiler, or INHIBIDISTILBERT_KERNELS=0: the fast rows are skipped, with reason
-    kernels, int8_inhibitor_attention, quantize_model_for_inference = None, None, None
+    kernels = None
     KERNELS_ERROR = str(error)
 
 MODEL_SIZES = {
@@ -94,8 +94,7 @@ MODEL_SIZES = {
 }
 VOCAB_SIZE = 30522
 TOLERANCE = {"float32": 1e-4, "float32_grad": 2e-2, "int8": 5e-2}  # relative L2 error against float64
-IMPLEMENTATIONS = ("sdpa", "naive", "cdist", "fused", "triton", "int8")
-BUSY_CORES = 0.1  # a measurement during which other processes used more than this many cores is flagged
+IMPLEMENTATIONS = ("sdpa", "naive", "cdist", "compiled", "fused", "triton", "int8")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,14 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--passes", nargs="+", choices=("fwd", "fwd+bwd"), default=["fwd", "fwd+bwd"])
     parser.add_argument("--unsigned", action="store_true", help="the unsigned 2023 inhibition (default: signed)")
     parser.add_argument("--no_center", action="store_true", help="center_scores=False (default: centred scores)")
-    parser.add_argument("--repeats", type=int, default=7, help="at most this many timed samples per measurement")
-    parser.add_argument("--min_samples", type=int, default=3, help="at least this many, even beyond the budget")
-    parser.add_argument("--min_sample_seconds", type=float, default=0.02, help="calls per sample: at least this long")
-    parser.add_argument("--max_measure_seconds", type=float, default=1.5, help="fewer samples beyond this")
+    parser.add_argument("--min_run_time", type=float, default=1.0, help="seconds of timing per measurement")
     parser.add_argument("--max_call_seconds", type=float, default=3.0, help="skip attention calls predicted longer")
     parser.add_argument("--max_model_call_seconds", type=float, default=30.0, help="same for whole-model forwards")
-    parser.add_argument("--retries", type=int, default=2, help="re-measure when other processes used the CPU")
-    parser.add_argument("--idle_wait_seconds", type=float, default=10.0, help="wait this long for idle before one")
     parser.add_argument("--naive_max_gb", type=float, default=0.5, help="time naive where [B,H,N,N,d] fp32 fits")
     parser.add_argument("--check_rows", type=int, default=32, help="sampled query rows checked against float64")
     parser.add_argument("--no_memory", action="store_true", help="skip the peak-memory measurements")
@@ -140,49 +134,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.batch_sizes, args.seq_lens, args.heads = [1, 2], [32, 64], 4
-        args.repeats, args.max_measure_seconds, args.model_size, args.retries = 3, 0.2, "tiny", 0
-        args.model_batch_sizes, args.min_samples = [1, 2], 1
+        args.min_run_time, args.model_size, args.model_batch_sizes = 0.1, "tiny", [1, 2]
     args.model_seq_lens = args.model_seq_lens or args.seq_lens
     return args
-
-
-# ENVIRONMENT #
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-class OtherCpuUse:
-    """CPU time that other processes used while this one ran (from /proc/stat minus our own rusage), in cores."""
-
-    def __init__(self):
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample():
-        try:
-            fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return time.perf_counter(), busy, own.ru_utime + own.ru_stime
-
-    def cores(self) -> float | None:
-        end = self._sample()
-        if self.start is None or end is None:
-            return None
-        wall = end[0] - self.start[0]
-        return max(0.0, (end[1] - self.start[1]) - (end[2] - self.start[2])) / max(wall, 1e-9)
 
 
 # TIMING AND MEMORY #
@@ -193,61 +147,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, number: int, device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / number
-
-
-def wait_for_idle(max_seconds: float) -> float | None:
-    """Wait (0.5 s windows) until other processes use under BUSY_CORES cores, at most `max_seconds`; last reading."""
-    deadline, reading = time.perf_counter() + max_seconds, None
-    while time.perf_counter() < deadline:
-        other = OtherCpuUse()
-        time.sleep(0.5)
-        reading = other.cores()
-        if reading is None or reading <= BUSY_CORES:
-            break
-    return reading
-
-
 def measure(fn, device: torch.device, args) -> dict:
-    """`measure_once`, repeated (up to `--retries` times, after waiting for idle) when other processes were busy."""
-    for attempt in range(args.retries + 1):
-        other = OtherCpuUse()
-        result = measure_once(fn, device, args)
-        result["other_cores"], result["retries"] = other.cores(), attempt
-        if result["other_cores"] is None or result["other_cores"] <= BUSY_CORES or attempt == args.retries:
-            return result
-        wait_for_idle(args.idle_wait_seconds)
-    return result
-
-
-def measure_once(fn, device: torch.device, args) -> dict:
-    """Manual median: warm-up, estimate, then up to `repeats` samples of `number` calls (see the module docstring)."""
-    warmup = timed(fn, 1, device)
-    estimate = warmup if warmup > args.max_measure_seconds / 4 else timed(fn, 1, device)
-    number = max(1, math.ceil(args.min_sample_seconds / max(estimate, 1e-9)))
-    samples = max(
-        min(args.min_samples, args.repeats), min(args.repeats, int(args.max_measure_seconds // (estimate * number)))
-    )
-    times = [timed(fn, number, device) for _ in range(samples)]
-    return {
-        "median_s": statistics.median(times),
-        "samples": samples,
-        "calls_per_sample": number,
-        "times_s": times,
-        "warmup_s": warmup,
-    }
-
-
-def busy_note(row: dict) -> str:
-    if row.get("other_cores") is not None and row["other_cores"] > BUSY_CORES:
-        return f"DISTURBED: other processes used {row['other_cores']:.2f} cores ({row['retries']} retries)"
-    return f"(measured again: other processes were busy {row['retries']}x)" if row.get("retries") else ""
+    return common.measure(fn, args.min_run_time)
 
 
 @contextlib.contextmanager
@@ -347,31 +248,32 @@ def attention_functions(args, device: torch.device) -> tuple[dict, dict]:
         return inhibitor_attention_cdist(q, k, v, gamma, delta, eta, None, signed, center)[0]
 
     available.update(sdpa=sdpa, naive=naive, cdist=cdist)
-    if kernels is None:
-        skipped["fused"] = skipped["int8"] = f"inhibidistilbert_kernels not importable: {KERNELS_ERROR[:200]}"
-    elif device.type == "cpu":
-        if "cpu" in kernels.SUPPORTED_DEVICES:
-            available["fused"] = lambda q, k, v, g, dl, e: kernels.fused_inhibitor_attention(
-                q, k, v, g, dl, e, None, signed, center
-            )
-            available["int8"] = lambda q, k, v, g, dl, e: int8_inhibitor_attention(
-                q, k, v, g, dl, e, None, signed, center
-            )
-        else:
-            skipped["fused"] = skipped["int8"] = f"CPU kernel not built: {kernels.CPU_KERNEL_ERROR}"
-    else:
-        skipped["fused"] = "the C++ kernel is CPU-only (the fused CUDA kernel is the triton row)"
-        skipped["int8"] = "the int8 kernel is CPU-only"
-    if device.type != "cuda":
-        skipped["triton"] = f"needs --device cuda and a CUDA GPU (device here: {device.type})"
-    elif importlib.util.find_spec("triton") is None:
-        skipped["triton"] = "triton is not installed"
-    else:
-        from inhibidistilbert_kernels.triton_inhibitor import triton_inhibitor_attention
-
-        available["triton"] = lambda q, k, v, g, dl, e: triton_inhibitor_attention(
-            q, k, v, g, dl, e, None, signed=signed, center=center
+    why_not = hub_kernels.compiled_unsupported(torch.zeros(1, 1, 1, 1, device=device), True)
+    if why_not is None:
+        available["compiled"] = lambda q, k, v, g, dl, e: hub_kernels.compiled_inhibitor_attention(
+            q, k, v, g, dl, e, None, signed, center
         )
+    else:
+        skipped["compiled"] = why_not
+    probe = torch.zeros(1, 1, 1, 1, device=device)
+    for name, forward, unsupported in (
+        ("fused", "fused_inhibitor_attention", "fused_unsupported"),
+        ("int8", "int8_inhibitor_attention", "int8_unsupported"),
+    ):
+        why_not = f"inhibidistilbert_kernels not importable: {KERNELS_ERROR}" if kernels is None else None
+        why_not = why_not or getattr(kernels, unsupported)(probe, name == "fused")
+        if why_not is None:
+            fn = getattr(kernels, forward)
+            available[name] = lambda q, k, v, g, dl, e, fn=fn: fn(q, k, v, g, dl, e, None, signed, center)
+        else:
+            skipped[name] = why_not
+    why_not = hub_kernels.triton_unsupported(torch.zeros(1, 1, 1, 1, device=device), True)
+    if why_not is None:
+        available["triton"] = lambda q, k, v, g, dl, e: hub_kernels.triton_inhibitor_attention(
+            q, k, v, g, dl, e, None, signed, center
+        )
+    else:
+        skipped["triton"] = why_not
     available = {name: fn for name, fn in available.items() if name in args.implementations}
     skipped = {name: why for name, why in skipped.items() if name in args.implementations}
     return available, skipped
@@ -574,7 +476,6 @@ def run_attention(args, device: torch.device, memory_ok: bool) -> list:
                         fn(*leaves).backward(grad_out)
 
                 row.update(measure(call, device, args))
-                row["note"] = busy_note(row)
                 history.setdefault((name, pass_name), []).append((work, row["median_s"]))
                 if memory_ok and not args.no_memory:
                     if pass_name == "fwd+bwd":
@@ -745,16 +646,13 @@ def build_models(args, device: torch.device) -> tuple[dict, dict]:
     models["distilbert eager"][0].to(device).eval()
     torch.manual_seed(args.seed)
     inhibitor = InhibiDistilBertModel(InhibiDistilBertConfig(**shape)).to(device).eval()
-    fast = "triton" if device.type == "cuda" else "fused"
-    if device.type in modeling.FUSED_KERNEL_DEVICES:
-        models[f"inhibi {fast}"] = (inhibitor, "fused")
-    else:
-        skipped[f"inhibi {fast}"] = f"no fused kernel for {device.type} ({modeling.FUSED_KERNEL_ERROR or 'not built'})"
-    models["inhibi cdist"] = (inhibitor, "cdist")
-    if device.type == "cpu" and quantize_model_for_inference is not None and "inhibi fused" in models:
-        models["inhibi int8"] = (quantize_model_for_inference(copy.deepcopy(inhibitor)), None)
-    else:
-        skipped["inhibi int8"] = "the int8 kernel is CPU-only and needs inhibidistilbert_kernels"
+    probe = torch.zeros(1, 1, 1, 1, device=device)
+    for name in ("fused", "compiled", "triton", "cdist", "int8"):
+        why_not = modeling.ATTENTION_IMPLEMENTATIONS[name].unsupported(probe, False)
+        if why_not is None:
+            models[f"inhibi {name}"] = (inhibitor, name)
+        else:
+            skipped[f"inhibi {name}"] = why_not
     return models, skipped
 
 
@@ -778,6 +676,7 @@ def run_model(args, device: torch.device) -> list:
             "distilbert sdpa",
             "distilbert eager",
             "inhibi fused",
+            "inhibi compiled",
             "inhibi triton",
             "inhibi cdist",
             "inhibi int8",
@@ -809,12 +708,10 @@ def run_model(args, device: torch.device) -> list:
             if label != "distilbert sdpa" and predicted is not None and predicted > args.max_model_call_seconds:
                 row["note"] = f"skipped: predicted {predicted:.0f} s per call > --max_model_call_seconds"
                 continue
-            with FusedCallCounter() as counter:
+            with ImplementationRecorder() as recorder:
                 row.update(measure(call, device, args))
-                row["fused_calls"] = counter.calls
-            row["note"] = busy_note(row)
             if label.startswith("inhibi"):
-                row["ran"] = "int8 kernel" if label.endswith("int8") else ("fused kernel" if counter.calls else "cdist")
+                row["ran"] = recorder.ran()
             history.setdefault(label, []).append((batch * n, row["median_s"]))
             if label in ("inhibi fused", "inhibi triton"):
                 fast_out = first
@@ -909,27 +806,27 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here")
-    torch.set_num_threads(args.threads or usable_cores())
-    other = OtherCpuUse()
+    torch.set_num_threads(args.threads or common.usable_cores())
     started = time.perf_counter()
     environment = {
         "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(argv),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "cores": usable_cores(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else common.cpu_name(),
+        "machine": common.machine(device),
+        "cores": common.usable_cores(),
         "threads": torch.get_num_threads(),
-        "cpu_isa": kernels.cpu_isa() if kernels is not None else "unavailable",
+        "cpu_isa": kernels.cpu_isa() if hasattr(kernels, "cpu_isa") else "unavailable",
         "int8_isa": torch.ops.inhibidistilbert.int8_isa()
         if kernels is not None and hasattr(torch.ops.inhibidistilbert, "int8_isa")
         else "unavailable",
         "triton": importlib.util.find_spec("triton") is not None,
-        "kernel_library": Path((kernels.BUILD_INFO or {}).get("library") or "-").name if kernels is not None else "-",
+        "kernel_library": Path((getattr(kernels, "BUILD_INFO", None) or {}).get("library") or "-").name,
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None,
     }
     print(f"command: {' '.join(sys.argv) if argv is None else ' '.join(argv)}")
-    print(f"torch {environment['torch']}, python {environment['python']}, {platform.platform()}")
+    print(f"machine: {common.machine_line(environment['machine'])}; python {environment['python']}")
     print(
         f"device: {environment['device_name']} ({device}); {environment['cores']} cores usable, "
         f"torch threads {environment['threads']}; CPU kernel ISA {environment['cpu_isa']}, int8 {environment['int8_isa']}; "
@@ -956,12 +853,8 @@ def main(argv=None) -> dict:
     print_targets(attention_rows, model_rows, sweep, device)
     results.update(attention=attention_rows, memory_sweep=sweep, model=model_rows)
     results["wall_seconds"] = time.perf_counter() - started
-    results["other_processes_cores"] = other.cores()
-    busy = results["other_processes_cores"]
-    print(
-        f"\nwall time {results['wall_seconds']:.0f} s; other processes used {busy:.2f} cores on average meanwhile"
-        + (" (timings may be disturbed)" if busy is not None and busy > BUSY_CORES else "")
-    )
+    results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None
+    print(f"\nwall time {results['wall_seconds']:.0f} s; load average at the end {results['loadavg_end']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

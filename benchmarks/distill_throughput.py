@@ -67,25 +67,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class FusedCallCounter:
-    """Counts calls into the fused inhibitor kernel from the modeling file (0 calls: the cdist form ran)."""
+class ImplementationRecorder:
+    """Counts which attention implementation the model file selects per call (`select_implementation`)."""
 
     def __init__(self):
-        self.calls = 0
-        self._original = modeling.fused_inhibitor_attention
+        self.calls: dict[str, int] = {}
+        self._original = modeling.select_implementation
 
     def __enter__(self):
-        if self._original is not None:
+        def recorded(*args, **kwargs):
+            name = self._original(*args, **kwargs)
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return name
 
-            def counted(*args, **kwargs):
-                self.calls += 1
-                return self._original(*args, **kwargs)
-
-            modeling.fused_inhibitor_attention = counted
+        modeling.select_implementation = recorded
         return self
 
     def __exit__(self, *exc):
-        modeling.fused_inhibitor_attention = self._original
+        modeling.select_implementation = self._original
+
+    def ran(self) -> str:
+        return ", ".join(sorted(self.calls)) or "-"
 
 
 def make_batch(args, device: torch.device) -> dict:
@@ -147,11 +149,10 @@ def time_student(args, implementation: str | None, device: torch.device) -> dict
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    with FusedCallCounter() as counter:
+    with ImplementationRecorder() as recorder:
         for _ in range(args.warmup):
             step()
         synchronize()
-        counter.calls = 0
         times = []
         for _ in range(args.steps):
             start = time.perf_counter()
@@ -161,12 +162,11 @@ def time_student(args, implementation: str | None, device: torch.device) -> dict
     median = statistics.median(times)
     ran = "dot-product (transformers DistilBERT, " + student.config._attn_implementation + ")"
     if implementation is not None:
-        ran = "fused kernel" if counter.calls else "cdist"
+        ran = recorder.ran()
     return {
         "student": "dot" if implementation is None else "inhibitor",
         "implementation": implementation or "-",
         "ran": ran,
-        "fused_calls_per_step": counter.calls / args.steps,
         "step_seconds_median": median,
         "step_seconds_all": times,
         "examples_per_second": args.batch_size / median,
@@ -184,18 +184,12 @@ def main(argv=None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "fused_kernel_devices": sorted(modeling.FUSED_KERNEL_DEVICES),
-        "fused_kernel_error": modeling.FUSED_KERNEL_ERROR,
     }
     print(f"Distillation step throughput: {args.size} size {SIZES[args.size]}, batch {args.batch_size}, ", end="")
     print(
         f"seq {args.seq_len}, {args.warmup} warmup + {args.steps} timed steps, mixed precision {args.mixed_precision}"
     )
     print(f"{environment['device_name']} ({device}), torch {environment['torch']}, {environment['threads']} threads")
-    if modeling.FUSED_KERNEL_ERROR:
-        print(f"fused kernel not importable: {modeling.FUSED_KERNEL_ERROR[:300]}")
-    else:
-        print(f"fused kernel importable for: {', '.join(environment['fused_kernel_devices'])}")
 
     rows = [time_student(args, None, device)]
     for implementation in args.implementation:

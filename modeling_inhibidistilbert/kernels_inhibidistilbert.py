@@ -108,8 +108,8 @@ def _grad_key(grad_dist, query, key):
 
 
 def _bucket(n: int) -> int:
-    """Sequence lengths are padded up to a bucket (masked keys): at most 9 compilations per function up to 4096."""
-    for size in (64, 128, 192, 256, 384, 512, 1024, 2048, COMPILED_MAX_KEYS):
+    """Sequence lengths are padded up to a bucket (masked keys): at most 10 compilations per function up to 4096."""
+    for size in (32, 64, 128, 192, 256, 384, 512, 1024, 2048, COMPILED_MAX_KEYS):
         if n <= size:
             return size
     raise ValueError(f"the compiled form takes at most {COMPILED_MAX_KEYS} keys, got {n}")

@@ -200,3 +200,39 @@ def test_hub_folder_runs_the_compiled_form_by_default(tmp_path):
     hidden = torch.load(tmp_path / "child" / "hidden.pt")
     real = mask.bool()
     torch.testing.assert_close(hidden[real], expected[real], rtol=1e-4, atol=1e-4)
+
+
+def load_benchmark(name: str):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+
+def test_benchmark_results_of_other_machines_survive_a_regeneration(tmp_path):
+    common = load_benchmark("common")
+    results, doc = tmp_path / "results.json", tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nhand-written text\n")
+    common.merge_results(results, "CPU A, 2 threads", {"value": 1})
+    common.replace_section(doc, "demo", "table of A")
+    merged = common.merge_results(results, "CPU B, 8 threads", {"value": 2})
+    common.replace_section(doc, "demo", "table of A\n\ntable of B")
+    assert merged == {"CPU A, 2 threads": {"value": 1}, "CPU B, 8 threads": {"value": 2}}
+    text = doc.read_text()
+    assert text.count("<!-- demo:begin -->") == 1 and "table of A\n\ntable of B" in text and "hand-written" in text
+    info = common.machine()
+    assert info["threads"] == torch.get_num_threads() and info["cpu"] and isinstance(info["vector_extensions"], list)
+
+
+@needs_compiler
+def test_hub_path_benchmark_runs_the_compiled_form_without_our_packages():
+    """benchmarks/hub_path.py --quick: the child loads the folder's own code and runs the compiled form."""
+    hub_path = load_benchmark("hub_path")
+    entry = hub_path.main(["--quick", "--no_doc", "--threads", "1"])
+    row = entry["rows"][0]
+    assert row["ran"] == ["compiled"]
+    assert str(REPO_ROOT) not in entry["kernels_file"]
+    assert row["inhibi"]["median_s"] > 0 and row["distilbert"]["median_s"] > 0
+    assert row["attention_fwd_compiled"]["median_s"] > 0 and row["compiled_vs_cdist_rel_err"] < 1e-5
+    assert "threads" in hub_path.machine_table(entry | {"command": "x"})

@@ -114,3 +114,32 @@ def test_triton_forward_and_backward_match_float64_reference_on_gpu(dtype, signe
     torch.testing.assert_close(out.double().cpu(), ref, rtol=tol, atol=tol * ref.abs().max().item())
     for grad, ref_grad in zip(grads, ref_grads):
         torch.testing.assert_close(grad.double().cpu(), ref_grad, rtol=tol, atol=tol * ref_grad.abs().max().item())
+
+
+@needs_triton
+def test_gpu_check_script_runs_on_cpu_in_the_interpreter(tmp_path):
+    """benchmarks/gpu_check.py, ready for a GPU, runs end to end on CPU tensors at tiny sizes (`--interpret`)."""
+    out = tmp_path / "gpu_check.json"
+    script = REPO_ROOT / "benchmarks" / "gpu_check.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--interpret", "--json", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert data["interpret"] and len(data["checks"]) == 4 and all(check["ok"] for check in data["checks"])
+    assert {row["form"] for row in data["attention"]} == {"sdpa", "triton"}
+    assert {row["model"] for row in data["model"]} == {"inhibi", "distilbert"}
+    timings = [row[f] for row in data["attention"] for f in ("fwd", "fwd+bwd")]
+    timings += [row[f] for row in data["model"] for f in ("forward", "distill_step")]
+    assert all(entry["median_s"] > 0 for entry in timings)
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    assert "Not run on a GPU" in gpu_check.render(data)  # a CPU run never fills the GPU table
