@@ -4,8 +4,11 @@
         [--commit_message TEXT] [--token TOKEN] [--endpoint URL] [--dry_run]
         [--teacher_results PATH] [--baseline_results PATH]
 
-The folder is checked first (code files identical to the installed package's, config, safetensors weights that load
-with no missing or unexpected keys, tokenizer, one forward pass) and refused with the reason if any check fails.
+The folder is checked first, on exactly the files that will be uploaded: the three code files identical to the
+installed package's, the config, one set of safetensors weights that load with no missing or unexpected keys and are
+all finite, the tokenizer, and a forward pass in a fresh process that loads the folder as Hub users do
+(`trust_remote_code=True`, this package not importable) with finite outputs. A folder failing any check is refused
+with the reason and the fix.
 The model card is generated from the folder's all_results.json and training_args.json, and the Hub validates its
 metadata before anything is created or uploaded. `--dry_run` prints the card and every file with its size and
 contacts no server. The token defaults to `HF_TOKEN` or the saved login

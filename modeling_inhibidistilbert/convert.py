@@ -5,7 +5,9 @@ copies one to one. A BERT-layout checkpoint (BERT, MiniLM, ...) maps onto Distil
 token-type embeddings, so `token_type_embeddings[0]` is folded into the position embeddings (exact for inputs
 whose token types are all 0, as in single-segment use). BERT's pooler has no DistilBERT counterpart and is dropped.
 
-Command line: `inhibidistilbert-convert SRC OUT [--head sequence-classification --num_labels 2]`.
+Command line: `inhibidistilbert-convert SRC OUT [--head sequence-classification --num_labels 2]`. A checkpoint it
+cannot use (no such folder, unreadable weights, a config that is not DistilBERT or BERT-layout) gets one `error:`
+line naming the problem and the fix, before anything is written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -78,35 +81,101 @@ class ConversionReport:
         return asdict(self)
 
 
+class CheckpointError(ValueError):
+    """A source checkpoint that cannot be converted; the message names the problem and the fix."""
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
 def _resolve_folder(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         return path
     if path.exists():
-        raise ValueError(f"{path} is a file; pass the checkpoint folder that holds config.json and the weights.")
+        raise CheckpointError(f"{path} is a file; pass the checkpoint folder that holds config.json and the weights.")
+    name = str(name_or_path)
+    if not _HUB_ID.match(name) or name.startswith((".", "~")) or os.path.isabs(name):
+        raise FileNotFoundError(
+            f"No checkpoint folder at {path}: pass an existing folder with config.json and the weights, or a Hub "
+            "model id (OWNER/NAME)."
+        )
     from huggingface_hub import snapshot_download  # a Hub id: download config and weights only
 
-    return Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    try:
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except Exception as err:  # not found, offline, no access: the cause is in the message
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(
+            f"{name} is not a local folder, and the Hub model {name!r} could not be fetched ({reason}). Pass an "
+            "existing checkpoint folder, or a Hub model id that is reachable (HF_HUB_OFFLINE=1 allows only ids "
+            "already in the local cache)."
+        ) from err
 
 
 def load_checkpoint(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read `config.json` and the weights (safetensors, sharded or not; `pytorch_model.bin` with weights_only)."""
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"No config.json in {folder}: pass a transformers checkpoint folder.")
-    config = json.loads(config_file.read_text())
+    config = read_source_config(folder)
     state: dict[str, torch.Tensor] = {}
     if (folder / "model.safetensors").is_file():
-        state = load_file(folder / "model.safetensors")
+        state = _load_weights(folder / "model.safetensors")
     elif (folder / "model.safetensors.index.json").is_file():
-        index = json.loads((folder / "model.safetensors.index.json").read_text())
-        for shard in sorted(set(index["weight_map"].values())):
-            state.update(load_file(folder / shard))
+        index = _read_json(folder / "model.safetensors.index.json")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(
+                f"{folder / 'model.safetensors.index.json'} has no weight_map; re-save or re-download the checkpoint."
+            )
+        for shard in sorted(set(weight_map.values())):
+            if not (folder / shard).is_file():
+                raise FileNotFoundError(
+                    f"The shard {shard} listed in {folder / 'model.safetensors.index.json'} is missing; copy every "
+                    "shard into the folder or re-download the checkpoint."
+                )
+            state.update(_load_weights(folder / shard))
     elif (folder / "pytorch_model.bin").is_file():
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state = _load_weights(folder / "pytorch_model.bin")
     else:
         raise FileNotFoundError(f"No model.safetensors (or pytorch_model.bin) in {folder}.")
     return config, state
+
+
+def read_source_config(folder: Path) -> dict:
+    """The checkpoint's config.json, checked to describe a DistilBERT or BERT-layout model (before any weight loads)."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"No config.json in {folder}: pass a transformers checkpoint folder.")
+    config = _read_json(config_file)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file} is not a JSON object; re-save or re-download the checkpoint.")
+    try:
+        student_config_from(config)  # raises for a model type this converter cannot map
+    except KeyError as err:
+        raise CheckpointError(
+            f"{config_file} lacks {err.args[0]!r}, which a {config.get('model_type', 'BERT-layout')} config needs; "
+            "re-save or re-download the checkpoint."
+        ) from err
+    return config
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); re-save or re-download the checkpoint.") from err
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file as a state dict; a truncated or corrupt file raises `CheckpointError` naming it."""
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # safetensors' SafetensorError, pickle and zip errors: the file is unusable either way
+        raise CheckpointError(
+            f"{path} is not a readable {'safetensors' if path.suffix == '.safetensors' else 'PyTorch'} weights file "
+            f"({type(err).__name__}: {err}); re-download or re-save the checkpoint."
+        ) from err
 
 
 def _canonical_distilbert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
@@ -181,7 +250,7 @@ def student_config_from(source_config: dict, **overrides) -> dict:
                 f"{source_config['position_embedding_type']!r}."
             )
     else:
-        raise ValueError(
+        raise CheckpointError(
             f"Cannot initialise a DistilBERT-layout student from model_type={model_type!r}: "
             "pass a DistilBERT or BERT-layout checkpoint (BERT, MiniLM, ...)."
         )
@@ -320,13 +389,17 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.output_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite_output_dir:
         parser.error(f"{out} is not empty; pass --overwrite_output_dir to replace its contents.")
-    model, report = init_student_from_pretrained(
-        args.source,
-        head=args.head,
-        attention=args.attention,
-        ignore_mismatched_sizes=args.ignore_mismatched_sizes,
-        **overrides,
-    )
+    try:
+        model, report = init_student_from_pretrained(
+            args.source,
+            head=args.head,
+            attention=args.attention,
+            ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+            **overrides,
+        )
+    except (OSError, ValueError) as err:  # CheckpointError, missing files, shapes, config values: one clear line
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.attention == "inhibitor":
         from . import register_auto_classes
 

@@ -19,7 +19,8 @@ in a child process) at `hub.url`. Routes, as `huggingface_hub` 2.x calls them:
   `X-Linked-Size`; 404s carry `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`).
 
 `hub.fail(route, status)` makes the next request to a route fail (e.g. `"commit"`, `"lfs_upload"`), `hub.requests`
-logs every `(method, path)` and `hub.authorizations` every `Authorization` header received.
+logs every `(method, path)`, `hub.authorizations` every `Authorization` header received and `hub.validated` every
+README sent to `/api/validate-yaml`.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class FakeHub:
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str] = []
+        self.validated: list[str] = []
         self._failures: dict[str, list[tuple[int, str]]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -274,6 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
         from huggingface_hub import ModelCardData
 
         content = json.loads(body)["content"]
+        hub.validated.append(content)
         match = re.match(r"^---\s*\n(.*?)\n---\s*\n", content, re.DOTALL)
         errors = []
         if match is None:

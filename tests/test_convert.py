@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import BertConfig, BertForMaskedLM, BertModel, DistilBertConfig, DistilBertForSequenceClassification
 
 from modeling_inhibidistilbert import InhibiDistilBertForMaskedLM, InhibiDistilBertForSequenceClassification
@@ -134,3 +135,43 @@ def test_real_minilm_converts_and_the_dot_student_matches_it(tmp_path):
     assert out.logits.shape == (2, 2) and torch.isfinite(out.logits).all()
     assert all(torch.isfinite(h[real]).all() for h in out.hidden_states)
     assert not torch.allclose(out.hidden_states[-1][real], expected[real], atol=1e-2)  # the inhibitor really runs
+
+
+def _convert_cli(capsys, source, out) -> str:
+    """Run the converter's command line; return its stderr after checking it failed with one `error:` line."""
+    capsys.readouterr()  # drop what building the source printed
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(source), str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert not out.exists()  # nothing written before the checkpoint was found usable
+    return err
+
+
+def test_command_line_names_a_missing_checkpoint_folder(tmp_path, capsys):
+    err = _convert_cli(capsys, tmp_path / "no-such-model", tmp_path / "out")
+    assert f"No checkpoint folder at {tmp_path / 'no-such-model'}" in err
+    err = _convert_cli(capsys, "someone/not-cached-here", tmp_path / "out")  # conftest sets HF_HUB_OFFLINE=1
+    assert "is not a local folder, and the Hub model 'someone/not-cached-here' could not be fetched" in err
+
+
+def test_command_line_names_corrupt_weights(tmp_path, capsys):
+    tiny_bert(tmp_path / "bert")
+    weights = tmp_path / "bert" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a download cut in half
+    err = _convert_cli(capsys, tmp_path / "bert", tmp_path / "out")
+    assert f"{weights} is not a readable safetensors weights file" in err and "re-download" in err
+
+
+def test_command_line_names_a_config_it_cannot_map(tmp_path, capsys):
+    source = tmp_path / "gpt2"
+    source.mkdir()
+    (source / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 8}))
+    save_file({"wte.weight": torch.zeros(4, 8)}, source / "model.safetensors")
+    err = _convert_cli(capsys, source, tmp_path / "out")
+    assert "Cannot initialise a DistilBERT-layout student from model_type='gpt2'" in err
+    (source / "config.json").write_text("{not json")
+    assert "is not valid JSON" in _convert_cli(capsys, source, tmp_path / "out")
+    (source / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1}))
+    assert "lacks 'vocab_size'" in _convert_cli(capsys, source, tmp_path / "out")

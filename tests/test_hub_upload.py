@@ -1,5 +1,9 @@
 """Publishing to the Hub (issue 4): folder checks, the model card, one-commit upload and a round trip.
 
+Also issue 17 (items 5, 11, 12, 18): the upload check runs the folder's own code as Hub users do, no machine path
+reaches the card, exactly the validated files are uploaded, and the card states evaluation subsets and the student's
+initialisation.
+
 Nothing leaves the machine: `FakeHub` (tests/fake_hub.py) serves the Hub routes on 127.0.0.1. Uploads take the
 plain LFS path (`HF_HUB_DISABLE_XET`), since the client picks Xet whenever `hf_xet` is installed.
 """
@@ -26,7 +30,15 @@ from safetensors.torch import load_file, save_file
 from transformers import BertTokenizer
 
 from modeling_inhibidistilbert import AUTO_MAP, InhibiDistilBertConfig, InhibiDistilBertForSequenceClassification
-from modeling_inhibidistilbert.hub import FolderCheckError, build_model_card, check_folder, publish
+from modeling_inhibidistilbert.hub import (
+    CODE_FILES,
+    PACKAGE_DIR,
+    FolderCheckError,
+    build_model_card,
+    check_folder,
+    publish,
+)
+from modeling_inhibidistilbert.tasks import TASKS
 
 from .fake_hub import FakeHub
 
@@ -70,6 +82,7 @@ UPLOADED = {
     "config.json",
     "configuration_inhibidistilbert.py",
     "modeling_inhibidistilbert.py",
+    "kernels_inhibidistilbert.py",
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -110,6 +123,9 @@ def trained_folder(tmp_path_factory) -> Path:
         label2id={"negative": 0, "positive": 1},
     )
     InhibiDistilBertForSequenceClassification(config).save_pretrained(folder)
+    for name in CODE_FILES:  # until save_pretrained writes the third Hub file (the model file's relative import)
+        if not (folder / name).is_file():
+            shutil.copy2(PACKAGE_DIR / name, folder / name)
     BertTokenizer(vocab={word: i for i, word in enumerate(WORDS)}).save_pretrained(folder)
     _write_json(folder / "all_results.json", ALL_RESULTS)
     _write_json(folder / "eval_results.json", {"eval_accuracy": ALL_RESULTS["eval_accuracy"]})
@@ -287,6 +303,7 @@ def test_upload_then_load_from_hub_in_fresh_process_gives_identical_logits(folde
 )
 def test_card_yaml_parses_and_model_index_equals_folder_metrics(folder, tmp_path, task, metrics):
     run = {k: v for k, v in ALL_RESULTS.items() if not k.startswith("eval_")}
+    run["eval_samples"] = TASKS[task].eval_size  # the full split: no subset to state
     results = {**run, "task_name": task, "eval_loss": 0.31, "eval_runtime": 4.2, **metrics}
     _write_json(folder / "all_results.json", results)
     teacher = {**results, **{k: v + 0.05 for k, v in metrics.items()}}
@@ -306,7 +323,7 @@ def test_card_yaml_parses_and_model_index_equals_folder_metrics(folder, tmp_path
     assert entry["name"] == REPO_ID.split("/")[1]
     found = {}
     for result in entry["results"]:
-        assert result["dataset"]["config"] == ("plain_text" if task == "imdb" else task)
+        assert result["dataset"].get("config") == TASKS[task].hub_config  # IMDB has none
         for metric in result["metrics"]:
             found[(result["dataset"]["split"], metric["type"])] = metric["value"]
     split = {"mnli": "validation_matched", "imdb": "test"}.get(task, "validation")
@@ -372,6 +389,9 @@ def test_dry_run_lists_every_file_with_its_size_and_uploads_nothing(folder, hub,
     assert "model-index:" in out and TOKEN not in out
     assert {"training_args.json", "training_args.bin", "runs/"} <= set(result.report.skipped_files)
     assert _snapshot(folder) == before
+    # the last check loaded the folder's own code files, as trust_remote_code does, with the folder's settings
+    assert result.report.remote_module.startswith("transformers_modules.")
+    assert result.report.remote_implementation == "auto"
 
 
 def _remove(*names):
@@ -421,6 +441,13 @@ def _rename_key(state):
     state["pre_classifier.weights"] = state.pop("pre_classifier.weight")
 
 
+Q_LIN = "distilbert.transformer.layer.0.attention.q_lin.weight"
+
+
+def _nan_q_lin(state):
+    state[Q_LIN] = torch.full_like(state[Q_LIN], float("nan"))
+
+
 def _nan_weights(state):
     state["pre_classifier.weight"] = torch.full_like(state["pre_classifier.weight"], float("nan"))
 
@@ -444,7 +471,14 @@ def _nan_weights(state):
             _edit_weights(_rename_key), "missing keys: pre_classifier.weight; unexpected keys", id="weights-other-keys"
         ),
         pytest.param(_remove("tokenizer.json", "tokenizer_config.json"), "no tokenizer", id="no-tokenizer"),
-        pytest.param(_edit_weights(_nan_weights), "does not run on one example.*NaN", id="weights-nan"),
+        pytest.param(
+            _edit_weights(_nan_weights), r"not finite: pre_classifier\.weight \(1024 of 1024", id="weights-nan"
+        ),
+        pytest.param(_edit_weights(_nan_q_lin), rf"not finite: {Q_LIN}", id="weights-nan-q-lin"),
+        pytest.param(
+            _remove("kernels_inhibidistilbert.py"), "kernels_inhibidistilbert.py are missing", id="no-kernels"
+        ),
+        pytest.param(_edit_config(inhibitor_implementation="triton"), "triton", id="config-needs-cuda"),
     ],
 )
 def test_broken_folder_is_refused_with_the_reason(folder, breaker, reason):
@@ -594,3 +628,243 @@ def test_card_of_an_attention_transfer_run_describes_it(folder):
     assert "fitted to the softmax attention of `sentence-transformers/all-MiniLM-L6-v2`" in body
     assert "Attention transfer on unlabeled text" in body and "| `objective` | `attention_transfer` |" in body
     assert "hidden-state alignment" not in body and "knowledge distillation from" not in body
+
+
+# Issue 17 item 5: the upload check runs the path Hub users run.
+
+
+def _overflowing_scale(state):
+    """Finite weights whose forward overflows: eta = 3e38 in the first layer makes the attention output infinite."""
+    key = "distilbert.transformer.layer.0.attention.output_scale"
+    state[key] = torch.full_like(state[key], 3e38)
+
+
+def test_upload_check_runs_the_folder_code_not_the_installed_package(folder, monkeypatch):
+    """A forward that is finite only with the installed package (here: its outputs sanitised, as the fused kernel once
+    dropped NaN) must not pass: the check loads the folder's own code in a process where the package is unimportable."""
+    _edit_weights(_overflowing_scale)(folder)
+    forward = InhibiDistilBertForSequenceClassification.forward
+
+    def sanitised(self, *args, **kwargs):
+        output = forward(self, *args, **kwargs)
+        output.logits = torch.nan_to_num(output.logits, nan=0.0, posinf=0.0, neginf=0.0)
+        return output
+
+    monkeypatch.setattr(InhibiDistilBertForSequenceClassification, "forward", sanitised)
+    with pytest.raises(FolderCheckError, match=r"as Hub users load it.*NaN or infinite values \(logits\)"):
+        check_folder(folder)
+
+
+def test_folder_with_nan_attention_weights_fails_hub_upload(folder, hub, capfd):
+    _edit_weights(_nan_q_lin)(folder)
+    assert hub_upload.main([str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]) == 2
+    err = capfd.readouterr().err
+    assert f"the weights are not finite: {Q_LIN} (1024 of 1024 values NaN or infinite)" in err
+    assert hub.requests == []
+
+
+# Issue 17 item 12: validate exactly the files that are uploaded.
+
+
+def _save_sharded(folder: Path) -> list[str]:
+    """The same model saved in shards (as an earlier save into the folder would leave them); returns their names."""
+    model = InhibiDistilBertForSequenceClassification.from_pretrained(folder)
+    sharded = folder.parent / "sharded"
+    model.save_pretrained(sharded, max_shard_size="20KB")
+    names = sorted(p.name for p in sharded.glob("model*.safetensors*"))
+    assert "model.safetensors.index.json" in names and len(names) > 2
+    for name in names:
+        shutil.copy2(sharded / name, folder / name)
+    return names
+
+
+def test_stale_sharded_weights_next_to_model_safetensors_are_refused(folder, hub, capfd):
+    _save_sharded(folder)
+    with pytest.raises(FolderCheckError, match="two sets of weights: model.safetensors and model.safetensors.index"):
+        check_folder(folder)
+    assert hub_upload.main([str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]) == 2
+    assert "delete the other" in capfd.readouterr().err and hub.requests == []
+
+
+def test_sharded_folder_uploads_exactly_the_validated_shards(folder):
+    shards = _save_sharded(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "model-stray.safetensors").write_bytes((folder / shards[0]).read_bytes())  # not in the index
+    result = publish(folder, REPO_ID, dry_run=True)
+    uploaded = {name for name, _ in result.files}
+    assert uploaded == (UPLOADED - {"model.safetensors"}) | set(shards)
+    assert result.report.weight_files == [
+        "model.safetensors.index.json",
+        *sorted(set(shards) - {"model.safetensors.index.json"}),
+    ]
+    assert "model-stray.safetensors" in result.report.skipped_files
+    assert any("model-stray.safetensors" in w for w in result.report.warnings)
+
+
+# Issue 17 item 11: no machine path reaches the card or the Hub's validation call.
+
+
+def test_card_and_validation_call_hold_no_local_paths(folder, hub, tmp_path):
+    import tempfile
+
+    home, tmp, parent = str(Path.home()), tempfile.gettempdir(), str(REPO_ROOT.parent)
+    args = {
+        **TRAINING_ARGS,
+        "model_name_or_path": f"{REPO_ROOT}/outputs/general/transfer-inhibitor-seed42",
+        "teacher_name_or_path": f"{home}/models/teacher",
+        "train_files": [f"{home}/corpus/a.txt", f"{tmp}/b.txt", "relative/c.txt"],
+        "text_sources": f"sst2:1000,{parent}/shared/data/extra.txt",
+        "recipe": f"{tmp}/recipes/sst2.yaml",
+        "recipe_values": {
+            "data_dir": f"{parent}/shared/data",
+            "nested": {"files": ["C:\\Users\\me\\d.txt", f"{home}/e"]},
+        },
+        "layer_map": [[1, 2], [3, 4]],
+        "notes": {"api_token": TOKEN, "url": "https://huggingface.co/nyu-mll/glue"},
+    }
+    _write_json(folder / "training_args.json", args)
+    assert hub_upload.main([str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]) == 0
+    readme = hub.files(REPO_ID)["README.md"].decode("utf-8")
+    assert hub.validated and set(hub.validated) == {readme}  # every validation call got the card as uploaded
+    sent = hub.validated[0]
+    for text in (sent, str(build_model_card(folder, REPO_ID))):
+        for needle in (home, tmp, parent, str(REPO_ROOT), str(folder), "Users", TOKEN):
+            assert needle not in text, needle
+        assert '`["(local) a.txt", "(local) b.txt", "relative/c.txt"]`' in text
+        assert "`sst2:1000,(local) extra.txt`" in text and "(local) transfer-inhibitor-seed42" in text
+        assert '"nested": {"files": ["(local) d.txt", "(local) e"]}' in text
+        assert "https://huggingface.co/nyu-mll/glue" in text and "api_token" not in text
+        assert "| `layer_map` | `[[1, 2], [3, 4]]` |" in text
+
+
+# Issue 17 item 18: the card says what was evaluated, what saved the folder and how the student started.
+
+
+@pytest.mark.parametrize(
+    ("rows", "seed", "split", "name"),
+    [
+        (872, None, "validation", "GLUE SST-2"),
+        (64, None, "validation[:64]", "GLUE SST-2 (64 of 872 validation rows)"),
+        (64, 3, "validation (64 random rows, seed 3)", "GLUE SST-2 (64 of 872 validation rows)"),
+    ],
+    ids=["full", "first-rows", "random-rows"],
+)
+def test_model_index_states_an_evaluation_subset(folder, rows, seed, split, name):
+    _write_json(folder / "all_results.json", {**ALL_RESULTS, "eval_samples": rows})
+    _write_json(folder / "training_args.json", {**TRAINING_ARGS, "subset_seed": seed})
+    card = build_model_card(folder, REPO_ID)
+    [result] = _front_matter(str(card))["model-index"][0]["results"]
+    assert result["dataset"]["split"] == split and result["dataset"]["name"] == name
+    if rows < 872:
+        assert f"{rows} of the 872 rows of validation" in card.text and "| Evaluation rows | 64 |" in card.text
+    else:
+        assert "all 872 rows of validation" in card.text
+
+
+def test_subset_row_counts_come_from_the_cap_when_results_lack_them(folder):
+    results = {"task_name": "mnli", "eval_accuracy": 0.61, "eval_accuracy_mm": 0.62}  # an older run: no eval_samples
+    _write_json(folder / "all_results.json", results)
+    _write_json(folder / "training_args.json", {**TRAINING_ARGS, "task_name": "mnli", "max_eval_samples": 100})
+    splits = {
+        r["dataset"]["split"]
+        for r in _front_matter(str(build_model_card(folder, REPO_ID)))["model-index"][0]["results"]
+    }
+    assert splits == {"validation_matched[:100]", "validation_mismatched[:100]"}
+
+
+def test_card_of_a_trainer_folder_says_what_it_is_and_invents_nothing(folder):
+    for name in ("all_results.json", "eval_results.json", "training_args.json"):
+        (folder / name).unlink()  # what Trainer.save_model leaves: config, weights, tokenizer, training_args.bin
+    card = build_model_card(folder, REPO_ID)
+    assert "model-index" not in _front_matter(str(card))
+    text = card.text
+    assert "saved by transformers' `Trainer`" in text and "reports no evaluation results and no training recipe" in text
+    assert "no evaluation results are reported here" in text and "| Metric |" not in text
+    assert "Initialisation: not recorded in this folder" in text
+    assert "knowledge distillation" not in text and "Hyperparameter" not in text
+    assert "trained for a purpose this folder does not record" in text
+
+
+def _source_folder(path: Path, model_type: str, source_args: dict | None = None) -> Path:
+    path.mkdir(parents=True)
+    _write_json(path / "config.json", {"model_type": model_type})
+    if source_args is not None:
+        _write_json(path / "training_args.json", source_args)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("init", "expected"),
+    [
+        ("bert", "a softmax-attention model\n  (model type `bert`, mapped onto DistilBERT's layout)"),
+        ("distilbert", "copied one to one from the DistilBERT `(local) source`"),
+        ("attention_transfer", "fitted, layer by layer, to the softmax attention of a dot-product model"),
+        ("task_agnostic", "trained by task-agnostic\n  knowledge distillation"),
+        ("random", "started from random weights"),
+        ("recorded", "a softmax-attention model\n  (model type `bert`"),
+        ("hub-id", "(its model type is not recorded\n  in this folder)"),
+    ],
+)
+def test_limitations_state_the_students_real_initialisation(folder, tmp_path, init, expected):
+    args = dict(TRAINING_ARGS)
+    source = tmp_path / "source"
+    if init in ("bert", "distilbert"):
+        args["model_name_or_path"] = str(_source_folder(source, init))
+    elif init in ("attention_transfer", "task_agnostic"):
+        objective = "attention_transfer" if init == "attention_transfer" else "distill"
+        args["model_name_or_path"] = str(
+            _source_folder(source, "inhibidistilbert", {"task_name": "general", "objective": objective})
+        )
+    elif init == "random":
+        args["student_init"] = "random"
+    elif init == "recorded":  # the training script's own record; the source folder is gone
+        args["model_name_or_path"] = str(tmp_path / "gone")
+        args["student_init"] = {"source_model_type": "bert", "source_objective": None}
+    _write_json(folder / "training_args.json", args)
+    limitations = build_model_card(folder, REPO_ID).text.split("## Limitations")[1].split("## Citation")[0]
+    assert expected in limitations
+    assert str(tmp_path) not in limitations and "3.2% lower" in limitations
+
+
+# Issue 15 item 4: one template, the task registry, current wording.
+
+
+def test_card_reads_the_task_registry_and_one_template(folder, monkeypatch):
+    import dataclasses
+
+    from modeling_inhibidistilbert import hub
+    from modeling_inhibidistilbert.hub import card as card_module
+
+    assert not hasattr(hub, "TASKS") and not hasattr(card_module, "METRICS_KEYS")
+    assert card_module.TEMPLATE.is_file() and card_module.TEMPLATE.parent == Path(hub.__file__).parent
+    monkeypatch.setitem(TASKS, "sst2", dataclasses.replace(TASKS["sst2"], pretty_name="Stanford Sentiment (test)"))
+    card = build_model_card(folder, REPO_ID)
+    [result] = _front_matter(str(card))["model-index"][0]["results"]
+    assert result["dataset"]["name"] == "Stanford Sentiment (test)"
+    assert "fine-tuned for Stanford Sentiment (test)" in card.text
+
+
+def test_card_describes_every_attention_implementation_and_ships_three_code_files(folder):
+    from modeling_inhibidistilbert.configuration_inhibidistilbert import INHIBITOR_IMPLEMENTATIONS
+    from modeling_inhibidistilbert.hub.card import IMPLEMENTATIONS
+
+    text = build_model_card(folder, REPO_ID).text
+    section = text.split("## Attention implementations")[1].split("## Limitations")[0]
+    for name in INHIBITOR_IMPLEMENTATIONS:
+        assert IMPLEMENTATIONS.get(name), f"the card has no description of inhibitor_implementation={name!r}"
+        assert f'| `"{name}"` | {IMPLEMENTATIONS[name]} |' in section
+    assert "`kernels_inhibidistilbert.py`" in text and "two code files" not in text and "two Python files" not in text
+    assert all(f"`{name}`" in text for name in CODE_FILES)
+
+
+def test_card_template_ships_with_the_package():
+    """setup.cfg's package_data must include the template, or an installed package cannot build a card."""
+    import configparser
+    import fnmatch
+
+    from modeling_inhibidistilbert.hub.card import TEMPLATE
+
+    parser = configparser.ConfigParser()
+    parser.read(REPO_ROOT / "setup.cfg")
+    patterns = [p.strip() for p in parser["options.package_data"]["*"].split(",")]
+    assert any(fnmatch.fnmatch(TEMPLATE.name, p) for p in patterns), (TEMPLATE.name, patterns)
