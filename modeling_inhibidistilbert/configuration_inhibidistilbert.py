@@ -4,10 +4,27 @@
 This file ships to the Hub next to the weights; it imports only transformers' public API.
 """
 
+import math
+
 from transformers import PretrainedConfig
 
 _ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_fast", "gelu_python", "silu", "swish", "tanh", "quick_gelu")
-INHIBITOR_IMPLEMENTATIONS = ("auto", "cdist", "fused")
+
+# The fields that name one of a few choices, each choice with what it means. The model checks them again where it
+# uses them (`InhibiDistilBertConfig.checked`), so a value set after construction is refused too.
+CHOICES = {
+    "inhibitor_implementation": {
+        "auto": "the first of the fast forms that can run the call, else cdist",
+        "cdist": "pure PyTorch, always available",
+        "compiled": "torch.compile of the shipped formulation, CPU",
+        "triton": "the shipped Triton kernel, CUDA",
+        "fused": "the C++ kernel of the installed inhibidistilbert package, CPU",
+        "int8": "int8 attention of the installed package, inference only",
+    },
+    "output_normalization": {"sum": "the papers' sum over keys", "mean": "the sum divided by the number of real keys"},
+    "classifier_pooling": {"first": "the first token, as DistilBERT", "mean": "the mean over unpadded tokens"},
+}
+INHIBITOR_IMPLEMENTATIONS = tuple(CHOICES["inhibitor_implementation"])
 
 # Every Auto class the architecture registers with; written into config.json so that
 # `AutoModelFor*.from_pretrained(folder, trust_remote_code=True)` works for every head.
@@ -56,12 +73,23 @@ class InhibiDistilBertConfig(PretrainedConfig):
             weighted average does not grow with the length.
         classifier_pooling (`str`, defaults to `"first"`): what the sequence-classification head reads: `"first"`, the
             first token's hidden state (DistilBERT's), or `"mean"`, the mean over the real (unpadded) tokens.
-        inhibitor_implementation (`str`, defaults to `"auto"`): `"cdist"` (pure PyTorch, memory-lean), `"fused"`
-            (the optional compiled kernel; an error if it is not installed) or `"auto"` (fused where it is
-            installed and helps, cdist otherwise).
+        inhibitor_implementation (`str`, defaults to `"auto"`): how the attention is computed; every form gives the
+            same result (to float rounding; NaN and masks included):
+            - `"auto"`: the first form in the device's order that can run the call: CUDA `triton`, `cdist`; CPU
+              `fused`, `compiled`, `cdist` (`int8` is never chosen). Calls with `output_attentions=True` or a
+              per-query `[B, N, N]` mask, and traced calls (torch.compile, torch.export, ONNX export), run `cdist`.
+            - `"cdist"`: pure PyTorch (two `torch.cdist` calls, no `[N, N, d]` tensor); runs everywhere.
+            - `"compiled"`: `torch.compile` of the shipped pure-PyTorch formulation (CPU; needs a C++ compiler).
+            - `"triton"`: the Triton kernel shipped next to the model (CUDA; float32, bfloat16, float16 read as is).
+            - `"fused"`: the C++ CPU kernel of the installed `inhibidistilbert` package.
+            - `"int8"`: int8 attention of the installed package (inference only; set by
+              `inhibidistilbert_kernels.quantize_model_for_inference`).
+            A form named explicitly that cannot run a call raises an error that names the reason and the fix.
     """
 
     model_type = "inhibidistilbert"
+    # Where this class's code was loaded from, when transformers loaded it as remote code (see `from_pretrained`).
+    _code_source: str | None = None
     attribute_map = {
         "hidden_size": "dim",
         "num_attention_heads": "n_heads",
@@ -118,9 +146,44 @@ class InhibiDistilBertConfig(PretrainedConfig):
         self.inhibitor_implementation = inhibitor_implementation
         self.classifier_pooling = classifier_pooling
         self.output_normalization = output_normalization
-        kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        if "auto_map" not in kwargs:  # a fresh config: every Auto class, found where this class's code came from
+            prefix = f"{self._code_source}--" if self._code_source else ""
+            kwargs["auto_map"] = {auto: prefix + ref for auto, ref in AUTO_MAP.items()}
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
         self._validate_inhibitor_config()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """As `PretrainedConfig.from_pretrained`; a class loaded as remote code also remembers the folder or repo.
+
+        transformers finds a config's model code in the repo the config was loaded from; a config built fresh from a
+        remote-code class has none, so its `auto_map` names this source (`"repo--module.Class"`, transformers'
+        form for code in another repo) and `AutoModel.from_config(config, trust_remote_code=True)` works.
+        """
+        if cls.__module__.startswith("transformers_modules."):
+            cls._code_source = str(pretrained_model_name_or_path)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def to_dict(self) -> dict:
+        """As `PretrainedConfig.to_dict`, with the `auto_map` of the code files saved next to `config.json`."""
+        output = super().to_dict()
+        prefix = f"{self._code_source}--"
+        if self._code_source and isinstance(output.get("auto_map"), dict):
+            output["auto_map"] = {
+                auto: ref.removeprefix(prefix) if isinstance(ref, str) else ref
+                for auto, ref in output["auto_map"].items()
+            }
+        return output
+
+    def checked(self, name: str) -> str:
+        """The value of a choice field (`CHOICES`), checked again where the model uses it."""
+        value = getattr(self, name)
+        if value not in CHOICES[name]:
+            options = [f"{choice!r} ({meaning})" for choice, meaning in CHOICES[name].items()]
+            raise ValueError(
+                f"InhibiDistilBertConfig.{name}={value!r} is unknown; use {', '.join(options[:-1])} or {options[-1]}."
+            )
+        return value
 
     def _validate_inhibitor_config(self) -> None:
         for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim"):
@@ -144,28 +207,21 @@ class InhibiDistilBertConfig(PretrainedConfig):
             raise ValueError(
                 f"InhibiDistilBertConfig.activation={self.activation!r} is unknown; use one of {', '.join(_ACTIVATIONS)}."
             )
-        for name in ("score_scale_init", "output_scale_init"):
+        for name in ("score_scale_init", "shift_init", "output_scale_init"):
             value = getattr(self, name)
-            if not float(value) >= 0.0:
+            try:
+                finite = not isinstance(value, bool) and math.isfinite(float(value))
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                raise ValueError(f"InhibiDistilBertConfig.{name} must be a finite number, got {value!r}.")
+            if name != "shift_init" and value < 0:
                 raise ValueError(
                     f"InhibiDistilBertConfig.{name} must be non-negative (a scale), got {value!r}; "
                     "flip the sign of the data, not of the scale."
                 )
-        if self.classifier_pooling not in ("first", "mean"):
-            raise ValueError(
-                f"InhibiDistilBertConfig.classifier_pooling={self.classifier_pooling!r} is unknown; use 'first' "
-                "(the first token, as DistilBERT) or 'mean' (the mean over unpadded tokens)."
-            )
-        if self.output_normalization not in ("sum", "mean"):
-            raise ValueError(
-                f"InhibiDistilBertConfig.output_normalization={self.output_normalization!r} is unknown; use 'sum' (the "
-                "papers' sum over keys) or 'mean' (the sum divided by the number of real keys)."
-            )
-        if self.inhibitor_implementation not in INHIBITOR_IMPLEMENTATIONS:
-            raise ValueError(
-                f"InhibiDistilBertConfig.inhibitor_implementation={self.inhibitor_implementation!r} is unknown; "
-                f"use one of {', '.join(INHIBITOR_IMPLEMENTATIONS)}."
-            )
+        for name in CHOICES:
+            self.checked(name)
 
 
 __all__ = ["InhibiDistilBertConfig"]

@@ -5,10 +5,14 @@ References: Brännvall 2023, "The Inhibitor: ReLU and Addition-Based Attention f
 (arXiv 2310.02041); Zhang and Brännvall 2025, "InhibiDistilbert" (arXiv 2503.15983).
 
 This file ships to the Hub next to the weights. It imports torch, the public transformers API and its sibling
-configuration file only; an optional compiled kernel is used when it is installed and never required.
+configuration file and the third Hub file `kernels_inhibidistilbert.py` (the compiled and Triton forms); the optional
+`inhibidistilbert_kernels` package (fused and int8 CPU kernels) is imported on the first attention call that may use
+it, inside try/except, and never required.
 """
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -24,16 +28,17 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from transformers.utils import logging
 
 from .configuration_inhibidistilbert import InhibiDistilBertConfig
+from .kernels_inhibidistilbert import (
+    compiled_inhibitor_attention,
+    compiled_unsupported,
+    triton_inhibitor_attention,
+    triton_unsupported,
+)
 
-try:  # optional fused kernels (`pip install inhibidistilbert`); remote-code loading never needs them
-    from inhibidistilbert_kernels import SUPPORTED_DEVICES as FUSED_KERNEL_DEVICES
-    from inhibidistilbert_kernels import fused_inhibitor_attention
-
-    FUSED_KERNEL_ERROR = None
-except ImportError as error:  # not installed, or no kernel can run here: the cdist form runs everywhere
-    fused_inhibitor_attention, FUSED_KERNEL_DEVICES, FUSED_KERNEL_ERROR = None, frozenset(), str(error)
+logger = logging.get_logger(__name__)
 
 
 # ATTENTION MASKS #
@@ -42,20 +47,23 @@ except ImportError as error:  # not installed, or no kernel can run here: the cd
 def attention_mask_to_allowed(
     attention_mask: torch.Tensor | None, batch_size: int, seq_len: int
 ) -> torch.Tensor | None:
-    """Normalise any attention mask transformers passes to a boolean `allowed` tensor (True = key may be attended).
+    """Normalise an attention mask to a boolean `allowed` tensor (True = the key may be attended).
 
-    Accepts `[B, N]` padding masks (0/1 integers, booleans), `[B, N]` or `[B, 1|H, N, N]` additive float masks
-    (0 where allowed, a large negative number where masked) and `[B, N, N]` / `[B, 1|H, N, N]` boolean masks.
-    Returns `[B, 1, 1, N]` for padding masks, `[B, 1|H, N, N]` for full masks, or `None` when nothing is masked.
+    The form is decided by shape and dtype only (no Python branch on values, so torch.compile and torch.export
+    trace it with dynamic shapes):
+    - `[B, N]` or `[B, 1, 1, N]`: a key-padding mask, returned as `[B, 1, 1, N]`;
+    - `[B, N, N]` or `[B, 1|H, N, N]`: a per-query mask, returned as `[B, 1|H, N, N]` (only the cdist form runs it).
+    Values: booleans and integers (the tokenizer's 0/1 mask) allow where non-zero. A float mask is *additive* when it
+    has a negative entry or is all zeros, and then every negative entry masks: `finfo.min`, `-inf`, `-1e9` and
+    `(1 - m) * -10000.0` alike. Otherwise it is a 0/1 mask and entries above 0.5 allow. The choice is made per mask
+    with tensor operations (`torch.where`), not in Python.
     """
     if attention_mask is None:
         return None
     mask = attention_mask
     if mask.dtype.is_floating_point:
-        # Additive masks hold 0 and large negatives; multiplicative masks hold 0 and 1.
-        # An all-zero float mask is an additive mask that masks nothing (as `(1 - mask) * finfo.min` gives).
-        additive = bool((mask < 0).any()) or not bool(mask.any())
-        mask = mask > torch.finfo(mask.dtype).min / 2 if additive else mask > 0.5
+        additive = (mask < 0).any() | ~(mask != 0).any()
+        mask = torch.where(additive, ~(mask < 0), mask > 0.5)
     else:
         mask = mask.bool()
     if mask.dim() == 2:
@@ -64,19 +72,45 @@ def attention_mask_to_allowed(
         mask = mask[:, None, :, :]
     elif mask.dim() != 4:
         raise ValueError(f"attention_mask must have 2, 3 or 4 dimensions, got shape {tuple(attention_mask.shape)}.")
-    if mask.shape[0] not in (1, batch_size) or mask.shape[-1] != seq_len:
+    if mask.shape[0] not in (1, batch_size) or mask.shape[-1] != seq_len or mask.shape[-2] not in (1, seq_len):
         raise ValueError(
             f"attention_mask of shape {tuple(attention_mask.shape)} does not fit inputs of batch {batch_size} and "
             f"length {seq_len}; pass the tokenizer's `attention_mask` of shape [batch, length]."
         )
-    if mask.dim() == 4 and mask.shape[-2] > 1 and bool((mask == mask[..., :1, :]).all()):
-        mask = mask[..., :1, :]  # a full mask whose rows are all equal is a padding mask
-    if bool(mask.all()):
-        return None
     return mask
 
 
-# INHIBITOR ATTENTION #
+# INHIBITOR ATTENTION: THE MATH #
+
+
+TRACED_CHUNK = 8  # entries of the fixed dimension per step of the traced L1 distance
+
+
+def is_tracing() -> bool:
+    """Whether torch.compile, torch.export (and the dynamo ONNX exporter) or torch.jit.trace is tracing the call."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def l1_distance(a: torch.Tensor, b: torch.Tensor, loop_over: str) -> torch.Tensor:
+    """`sum_k |a_ik - b_jk|` for `a` `[..., N, K]` and `b` `[..., M, K]`, shape `[..., N, M]`: `torch.cdist(a, b, p=1)`.
+
+    Traced, it is subtractions, `abs` and sums in a Python loop over a dimension the weights fix (`loop_over`: `"K"`
+    or `"M"`), `TRACED_CHUNK` entries at a time, so memory stays `O(N * M)` and the lengths stay dynamic: the dynamo
+    ONNX exporter has no rule for `cdist(p=1)` and the TorchScript exporter's rule drops the absolute value.
+    """
+    if not is_tracing():
+        return torch.cdist(a, b, p=1)
+    if loop_over == "K":
+        parts = [
+            (a[..., :, None, k : k + TRACED_CHUNK] - b[..., None, :, k : k + TRACED_CHUNK]).abs().sum(-1)
+            for k in range(0, a.shape[-1], TRACED_CHUNK)
+        ]
+        return torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
+    parts = [
+        (a[..., :, None, :] - b[..., None, j : j + TRACED_CHUNK, :]).abs().sum(-1)
+        for j in range(0, b.shape[-2], TRACED_CHUNK)
+    ]
+    return torch.cat(parts, dim=-1)
 
 
 def inhibitor_scores(
@@ -93,13 +127,13 @@ def inhibitor_scores(
     to `[B, H, N, N]`. The mean runs over allowed keys only. Returns `[B, H, N, N]`; larger means *less* attention.
     """
     head_dim = query.shape[-1]
-    scores = torch.cdist(query, key, p=1) * (score_scale / math.sqrt(head_dim))[:, None, None]
+    scores = l1_distance(query, key, loop_over="K") * (score_scale / math.sqrt(head_dim))[:, None, None]
     if center:
         if allowed is None:
             scores = scores - scores.mean(dim=-1, keepdim=True)
         else:
-            n_keys = allowed.sum(dim=-1, keepdim=True).clamp(min=1)
-            scores = scores - (scores * allowed).sum(dim=-1, keepdim=True) / n_keys
+            keep = allowed.to(scores.dtype)  # float arithmetic only: exporters mistype bool/int sums
+            scores = scores - (scores * keep).sum(dim=-1, keepdim=True) / keep.sum(dim=-1, keepdim=True).clamp(min=1)
     return torch.relu(scores - shift[:, None, None])
 
 
@@ -119,33 +153,123 @@ def inhibitor_attention_cdist(
     With relu(x) = (x + |x|) / 2 and min(0, y) = (y - |y|) / 2, the sums over keys become L1 distances:
       unsigned: sum_j relu(V_jl - Zbar_ij) = 0.5 * (sum_j V_jl - sum_j Zbar_ij + sum_j |Zbar_ij - V_jl|)
       signed:   sum_j [relu(V - Zbar) + min(0, V + Zbar)] = 0.5 * (sum_j V_jl + sum_j |Zbar_ij - V+_jl| - sum_j |Zbar_ij - V-_jl|)
-    where V+ = relu(V), V- = relu(-V), and sum_j |A_ij - B_jl| is `torch.cdist(A, B^T, p=1)`.
+    where V+ = relu(V), V- = relu(-V), and sum_j |A_ij - B_jl| is `torch.cdist(A, B^T, p=1)` (`l1_distance`).
+    `allowed`: None, a key-padding mask `[B, 1, 1, N]` or a per-query mask `[B, 1|H, N, N]` (True = attend).
     Masked keys: a padded key j gets V_j = 0 and Zbar_ij = 0, so every one of its terms is exactly zero (no rounding).
     A per-query mask cannot zero V_j for some rows only; there a masked pair gets Zbar_ij = C >= max|V| + 1, which
     makes its terms cancel to zero (up to float rounding).
+    The returned `Zbar` (0 at masked keys) is the very tensor the output is computed from, so its `.grad` is real.
     """
     scores = inhibitor_scores(query, key, score_scale, shift, allowed, center)
     zbar = scores
     if allowed is not None:
+        scores = scores.masked_fill(~allowed, 0.0)
         if allowed.shape[-2] == 1:  # key-padding mask
-            value = value * allowed.transpose(-1, -2)
-            zbar = scores * allowed
+            value = value * allowed.transpose(-1, -2).to(value.dtype)
+            zbar = scores
         else:
             big = value.detach().abs().amax(dim=(-2, -1), keepdim=True) + 1.0
             zbar = torch.where(allowed, scores, big)
     value_sum = value.sum(dim=-2, keepdim=True)
     if signed:
         head_dim = value.shape[-1]
-        split = torch.cat([torch.relu(value), torch.relu(-value)], dim=-1)  # one cdist for both halves
-        dist = torch.cdist(zbar, split.transpose(-1, -2), p=1)
+        split = torch.cat([torch.relu(value), torch.relu(-value)], dim=-1)  # one distance for both halves
+        dist = l1_distance(zbar, split.transpose(-1, -2), loop_over="M")
         out = 0.5 * (value_sum + dist[..., :head_dim] - dist[..., head_dim:])
     else:
-        dist = torch.cdist(zbar, value.transpose(-1, -2), p=1)
+        dist = l1_distance(zbar, value.transpose(-1, -2), loop_over="M")
         out = 0.5 * (value_sum - zbar.sum(dim=-1, keepdim=True) + dist)
-    out = out * output_scale[:, None, None]
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, 0.0)
-    return out, scores
+    return out * output_scale[:, None, None], scores
+
+
+# INHIBITOR ATTENTION: THE TABLE OF IMPLEMENTATIONS #
+
+
+class AttentionImplementation(NamedTuple):
+    """One entry: `forward(query, key, value, score_scale, shift, output_scale, key_mask, signed, center)` returns the
+    sum form `[B, H, N, d]`; `unsupported(query, needs_grad)` returns None when it can run the call, else the reason;
+    `keeps_half`: it reads float16/bfloat16 as they are (the others compute in float32 at least)."""
+
+    forward: Callable
+    unsupported: Callable[[torch.Tensor, bool], str | None]
+    keeps_half: bool = False
+
+
+_KERNELS_PACKAGE: dict = {}  # the installed inhibidistilbert_kernels, imported on the first dispatch that asks
+
+
+def kernels_package():
+    """`(module, None)`, or `(None, why not)`: the optional package, imported once, on first use, never at import."""
+    if not _KERNELS_PACKAGE:
+        try:
+            import inhibidistilbert_kernels
+
+            _KERNELS_PACKAGE.update(module=inhibidistilbert_kernels, error=None)
+        except ImportError as error:  # remote-code users never have it
+            _KERNELS_PACKAGE.update(
+                module=None, error=f"the inhibidistilbert_kernels package is not available ({error})"
+            )
+    return _KERNELS_PACKAGE["module"], _KERNELS_PACKAGE["error"]
+
+
+def _from_package(forward_name: str, probe_name: str) -> AttentionImplementation:
+    def forward(*args):
+        return getattr(kernels_package()[0], forward_name)(*args)
+
+    def unsupported(query: torch.Tensor, needs_grad: bool) -> str | None:
+        package, error = kernels_package()
+        if package is None:
+            return error
+        if not hasattr(package, probe_name):
+            return (
+                f"the installed inhibidistilbert_kernels has no {probe_name}; install a release that matches this model"
+            )
+        return getattr(package, probe_name)(query, needs_grad)
+
+    return AttentionImplementation(forward, unsupported)
+
+
+ATTENTION_IMPLEMENTATIONS = {
+    "cdist": AttentionImplementation(inhibitor_attention_cdist, lambda query, needs_grad: None),
+    "compiled": AttentionImplementation(compiled_inhibitor_attention, compiled_unsupported),
+    "triton": AttentionImplementation(triton_inhibitor_attention, triton_unsupported, keeps_half=True),
+    "fused": _from_package("fused_inhibitor_attention", "fused_unsupported"),
+    "int8": _from_package("int8_inhibitor_attention", "int8_unsupported"),
+}
+AUTO_ORDER = {"cuda": ("triton", "cdist"), "cpu": ("fused", "compiled", "cdist")}  # int8 is never automatic
+_LOGGED: set = set()
+
+
+def select_implementation(
+    config: InhibiDistilBertConfig,
+    query: torch.Tensor,
+    allowed: torch.Tensor | None,
+    needs_scores: bool,
+    needs_grad: bool,
+) -> str:
+    """The entry of `ATTENTION_IMPLEMENTATIONS` that runs this call (`config.inhibitor_implementation`).
+
+    `auto` takes the first entry of `AUTO_ORDER[device]` that can run it; the scores (`output_attentions`) and
+    per-query masks need `cdist`, and so does tracing (its `l1_distance` is the traceable formulation). A form named
+    explicitly that cannot run the call is an error naming the reason and the fix.
+    """
+    choice = config.checked("inhibitor_implementation")
+    if is_tracing():
+        return "cdist"
+    needs_cdist = needs_scores or (allowed is not None and allowed.shape[-2] != 1)  # scores or a per-query mask
+    if choice == "auto":
+        names = ("cdist",) if needs_cdist else AUTO_ORDER.get(query.device.type, ("cdist",))
+        return next(name for name in names if ATTENTION_IMPLEMENTATIONS[name].unsupported(query, needs_grad) is None)
+    if needs_cdist and choice != "cdist":
+        reason = "only the cdist form " + ("returns the scores" if needs_scores else "takes a per-query mask")
+    else:
+        reason = ATTENTION_IMPLEMENTATIONS[choice].unsupported(query, needs_grad)
+    if reason is not None:
+        raise RuntimeError(
+            f"inhibitor_implementation={choice!r} cannot run this call: {reason}. Set "
+            "config.inhibitor_implementation = 'auto' (the fastest form that can run each call) or 'cdist'."
+        )
+    return choice
 
 
 def inhibitor_attention_forward(
@@ -156,66 +280,40 @@ def inhibitor_attention_forward(
     allowed: torch.Tensor | None,
     output_attentions: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Dispatch to a fused kernel (when installed and covering the call) or the cdist form; returns the input dtype.
+    """Run the selected implementation; the one place that casts, normalises and returns the input dtype.
 
-    The cdist form and the CPU kernel compute in float32 at least; the CUDA (Triton) kernel reads float16 and
-    bfloat16 as they are and accumulates in float32. Only the cdist form returns the scores (`output_attentions`).
+    Inputs `[B, H, N, d]` and the `allowed` mask of `attention_mask_to_allowed`. Returns the output in the input
+    dtype and, with `output_attentions`, the scores `Zbar` the output was computed from (in the compute dtype,
+    float32 at least, so that they are the very tensors of the computation).
     """
     config = module.config
+    params = (module.score_scale, module.shift, module.output_scale)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value, *params))
+    name = select_implementation(config, query, allowed, output_attentions, needs_grad)
+    if not is_tracing() and (name, query.device.type) not in _LOGGED:
+        _LOGGED.add((name, query.device.type))
+        logger.debug(f"InhibiDistilBERT attention runs the {name!r} implementation on {query.device.type}")
     dtype = query.dtype
-    compute_dtype = torch.promote_types(dtype, torch.float32)
-    params = tuple(p.to(compute_dtype) for p in (module.score_scale, module.shift, module.output_scale))
-    scores = None
-    if use_fused_kernel(config, query, allowed, output_attentions):
-        if query.device.type != "cuda":
-            query, key, value = (t.to(compute_dtype) for t in (query, key, value))
-        key_mask = None if allowed is None else allowed[:, 0, 0, :]
-        out = fused_inhibitor_attention(
-            query, key, value, *params, key_mask, config.inhibitor_signed, config.center_scores
-        )
+    keep = ATTENTION_IMPLEMENTATIONS[name].keeps_half and dtype in (torch.float16, torch.bfloat16)
+    compute_dtype = dtype if keep else torch.promote_types(dtype, torch.float32)
+    q, k, v, *params = (t.to(compute_dtype) for t in (query, key, value, *params))
+    signed, center = config.inhibitor_signed, config.center_scores
+    if name == "cdist":  # the only form that takes per-query masks and returns the scores
+        out, scores = inhibitor_attention_cdist(q, k, v, *params, allowed, signed, center)
     else:
-        q, k, v = (t.to(compute_dtype) for t in (query, key, value))
-        out, scores = inhibitor_attention_cdist(
-            q, k, v, *params, allowed=allowed, signed=config.inhibitor_signed, center=config.center_scores
-        )
-    if getattr(config, "output_normalization", "sum") == "mean":  # eta / n_keys * sum_j: a mean over real keys
-        n_keys = query.shape[-2] if allowed is None else allowed.sum(dim=-1, keepdim=True).clamp(min=1)
+        key_mask = None if allowed is None else allowed[:, 0, 0, :]
+        out, scores = ATTENTION_IMPLEMENTATIONS[name].forward(q, k, v, *params, key_mask, signed, center), None
+    if config.checked("output_normalization") == "mean":  # eta / n_keys * sum_j: a mean over real keys
+        n_keys = key.shape[-2] if allowed is None else allowed.to(out.dtype).sum(dim=-1, keepdim=True).clamp(min=1)
         out = out / n_keys
-    return out.to(dtype), (scores.to(dtype) if output_attentions and scores is not None else None)
-
-
-def use_fused_kernel(config, query: torch.Tensor, allowed: torch.Tensor | None, output_attentions: bool) -> bool:
-    """Whether the fused kernel runs: `inhibitor_implementation` is `fused`, or `auto` and the kernel covers the call.
-
-    Covered: the kernel is importable for the query's device (`FUSED_KERNEL_DEVICES`), no scores are requested and
-    the mask is a key-padding mask (`[B, 1, 1, N]`). Where it is covered the fused kernel is the faster one at every
-    measured size (docs/benchmarks.md), so `auto` needs no size threshold. `cdist` always runs the cdist form.
-    """
-    choice = getattr(config, "inhibitor_implementation", "auto")
-    if choice == "cdist":
-        return False
-    covered = (
-        fused_inhibitor_attention is not None
-        and query.device.type in FUSED_KERNEL_DEVICES
-        and not output_attentions
-        and (allowed is None or (allowed.shape[1] == 1 and allowed.shape[2] == 1))  # key-padding masks only
-    )
-    if choice == "fused" and not covered:
-        if fused_inhibitor_attention is None:
-            reason = f"the kernel package is not available ({FUSED_KERNEL_ERROR})"
-        elif query.device.type not in FUSED_KERNEL_DEVICES:
-            reason = f"it has no kernel for {query.device.type} tensors (available: {sorted(FUSED_KERNEL_DEVICES)})"
-        else:
-            reason = "this call needs the cdist form (output_attentions=True or a per-query attention mask)"
-        raise RuntimeError(
-            f"inhibitor_implementation='fused' was requested but {reason}; set config.inhibitor_implementation to "
-            "'auto' or 'cdist'."
-        )
-    return covered
+    return out.to(dtype), (scores if output_attentions else None)
 
 
 class InhibitorAttention(nn.Module):
-    """Multi-head inhibitor self-attention with DistilBERT's projection names and per-head scalars gamma, delta, eta."""
+    """Multi-head inhibitor self-attention with DistilBERT's projection names and per-head scalars gamma, delta, eta.
+
+    It projects and reshapes; `inhibitor_attention_forward` chooses and runs the attention.
+    """
 
     def __init__(self, config: InhibiDistilBertConfig):
         super().__init__()
@@ -354,7 +452,7 @@ class InhibiDistilBertPreTrainedModel(PreTrainedModel):
             raise ValueError(
                 f"attn_implementation={requested!r} is not supported by InhibiDistilBERT: sdpa, flash and flex kernels "
                 "compute softmax attention, not inhibition. Leave attn_implementation unset (or 'eager'); choose the "
-                "inhibitor kernel with config.inhibitor_implementation ('auto', 'cdist' or 'fused')."
+                "inhibitor form with config.inhibitor_implementation (see InhibiDistilBertConfig)."
             )
         super().__init__(config, *inputs, **kwargs)
 
@@ -497,7 +595,7 @@ class InhibiDistilBertForMaskedLM(InhibiDistilBertPreTrainedModel):
 
 def pool_for_classifier(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
     """The classification heads' input: the first token's state, or (`"mean"`) the mean over unpadded tokens."""
-    if pooling != "mean":
+    if pooling == "first":
         return hidden[:, 0]
     allowed = attention_mask_to_allowed(attention_mask, *hidden.shape[:2])
     if allowed is not None and allowed.shape[-2] != 1:
@@ -537,7 +635,9 @@ class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel)
             output_hidden_states,
             return_dict=True,
         )
-        hidden = pool_for_classifier(outputs.last_hidden_state, attention_mask, self.config.classifier_pooling)
+        hidden = pool_for_classifier(
+            outputs.last_hidden_state, attention_mask, self.config.checked("classifier_pooling")
+        )
         pooled = torch.relu(self.pre_classifier(hidden))
         logits = self.classifier(self.dropout(pooled))
         loss = None
@@ -688,7 +788,9 @@ class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
             output_hidden_states,
             return_dict=True,
         )
-        hidden = pool_for_classifier(outputs.last_hidden_state, flat(attention_mask), self.config.classifier_pooling)
+        hidden = pool_for_classifier(
+            outputs.last_hidden_state, flat(attention_mask), self.config.checked("classifier_pooling")
+        )
         pooled = torch.relu(self.pre_classifier(hidden))
         logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)
         loss = CrossEntropyLoss()(logits, labels) if labels is not None else None

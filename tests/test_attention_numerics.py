@@ -1,7 +1,5 @@
 """The memory-lean inhibitor attention equals a naive float64 implementation of the spec, forward and backward."""
 
-import math
-
 import pytest
 import torch
 
@@ -67,6 +65,9 @@ def test_padded_keys_contribute_nothing_whatever_their_values():
     torch.testing.assert_close(out[:1, :, real], alone, rtol=1e-9, atol=1e-9)
 
 
+PADDED = torch.tensor([[True] * 5, [True, True, True, False, False]])
+
+
 @pytest.mark.parametrize(
     "make_mask",
     [
@@ -74,29 +75,47 @@ def test_padded_keys_contribute_nothing_whatever_their_values():
         lambda m: m,  # boolean
         lambda m: m.float(),  # multiplicative float
         lambda m: (1.0 - m.float()) * torch.finfo(torch.float32).min,  # additive [B, N]
-        lambda m: ((1.0 - m.float()) * torch.finfo(torch.float32).min)[:, None, None, :].expand(-1, 1, 5, -1),
-        lambda m: m[:, None, None, :].expand(-1, 1, 5, -1),  # boolean 4D, as transformers builds it
+        lambda m: (1.0 - m.float()) * -10000.0,  # the classic extended mask: finite large negatives
+        lambda m: (1.0 - m.float()) * -1e9,
+        lambda m: torch.zeros(m.shape).masked_fill(~m, float("-inf")),
+        lambda m: ((1.0 - m.float()) * -10000.0)[:, None, None, :],  # additive [B, 1, 1, N]
+        lambda m: m[:, None, None, :],  # boolean [B, 1, 1, N]
     ],
 )
-def test_attention_mask_forms_normalise_to_the_same_key_mask(make_mask):
-    mask = torch.ones(2, 5, dtype=torch.bool)
-    mask[1, 3:] = False
-    allowed = attention_mask_to_allowed(make_mask(mask), 2, 5)
+def test_key_padding_mask_forms_normalise_to_the_same_key_mask(make_mask):
+    """Before, additive masks with finite negatives above finfo.min / 2 (-10000, -1e9) silently masked nothing."""
+    allowed = attention_mask_to_allowed(make_mask(PADDED), 2, 5)
     assert allowed.shape == (2, 1, 1, 5)
-    assert torch.equal(allowed[:, 0, 0], mask)
+    assert torch.equal(allowed[:, 0, 0], PADDED)
 
 
-def test_no_mask_and_all_ones_mask_are_the_same():
-    assert attention_mask_to_allowed(None, 2, 5) is None
-    assert attention_mask_to_allowed(torch.ones(2, 5), 2, 5) is None
+@pytest.mark.parametrize(
+    "make_mask",
+    [
+        lambda m: ((1.0 - m.float()) * -10000.0)[:, None, None, :].expand(-1, 1, 5, -1),
+        lambda m: m[:, None, None, :].expand(-1, 1, 5, -1),  # boolean 4D, as transformers builds it
+        lambda m: m[:, None, :].expand(-1, 5, -1).long(),  # [B, N, N] 0/1
+    ],
+)
+def test_full_masks_are_per_query_masks_decided_by_shape(make_mask):
+    """A `[B, (1,) N, N]` mask is a per-query mask by its shape, whatever its values (no data-dependent branch)."""
+    allowed = attention_mask_to_allowed(make_mask(PADDED), 2, 5)
+    assert allowed.shape == (2, 1, 5, 5)
+    assert torch.equal(allowed, PADDED[:, None, None, :].expand(-1, 1, 5, -1))
+
+
+def test_all_zero_float_mask_is_additive_and_masks_nothing():
     # an additive float mask with nothing masked, as `(1 - mask) * finfo.min` gives for unpadded inputs, is all zeros
-    assert attention_mask_to_allowed(torch.zeros(2, 1, 5, 5), 2, 5) is None
-    assert attention_mask_to_allowed(torch.zeros(2, 5), 2, 5) is None
+    for mask in (torch.zeros(2, 5), torch.zeros(2, 1, 1, 5)):
+        assert attention_mask_to_allowed(mask, 2, 5).all()
+    assert attention_mask_to_allowed(None, 2, 5) is None
+    assert attention_mask_to_allowed(torch.ones(2, 5), 2, 5).all()
 
 
 def test_wrong_mask_shape_is_a_clear_error():
-    with pytest.raises(ValueError, match="does not fit"):
-        attention_mask_to_allowed(torch.ones(2, 7), 2, 5)
+    for mask in (torch.ones(2, 7), torch.ones(2, 3, 5)):
+        with pytest.raises(ValueError, match="does not fit"):
+            attention_mask_to_allowed(mask, 2, 5)
 
 
 def test_full_per_query_mask_matches_naive_reference():

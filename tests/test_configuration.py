@@ -56,6 +56,10 @@ def test_config_round_trips_with_full_auto_map(tmp_path):
         ({"output_scale_init": -0.1}, "output_scale_init"),
         ({"dropout": 1.5}, "dropout"),
         ({"inhibitor_implementation": "flash"}, "inhibitor_implementation"),
+        ({"shift_init": float("nan")}, "shift_init must be a finite number"),
+        ({"shift_init": float("-inf")}, "shift_init must be a finite number"),
+        ({"output_scale_init": float("inf")}, "output_scale_init must be a finite number"),
+        ({"score_scale_init": float("inf")}, "score_scale_init must be a finite number"),
     ],
 )
 def test_invalid_values_raise_a_value_error_naming_the_field(kwargs, field):
@@ -82,3 +86,31 @@ def test_error_messages_name_a_fix_that_works(kwargs, fix):
         InhibiDistilBertConfig(dim=kwargs["dim"], n_heads=first)
         InhibiDistilBertConfig(dim=kwargs["dim"], n_heads=second)
         InhibiDistilBertConfig(dim=dim, n_heads=kwargs["n_heads"])
+
+
+def test_every_implementation_value_is_accepted_and_documented():
+    from modeling_inhibidistilbert.configuration_inhibidistilbert import INHIBITOR_IMPLEMENTATIONS
+
+    assert INHIBITOR_IMPLEMENTATIONS == ("auto", "cdist", "compiled", "triton", "fused", "int8")
+    for value in INHIBITOR_IMPLEMENTATIONS:
+        assert InhibiDistilBertConfig(inhibitor_implementation=value).inhibitor_implementation == value
+        assert f'`"{value}"`' in InhibiDistilBertConfig.__doc__
+    assert InhibiDistilBertConfig(shift_init=-0.5).shift_init == -0.5  # a shift may be negative
+
+
+def test_a_value_set_after_construction_is_refused_by_checked():
+    config = InhibiDistilBertConfig()
+    config.inhibitor_implementation = "bogus"
+    with pytest.raises(ValueError, match="inhibitor_implementation='bogus' is unknown; use 'auto'"):
+        config.checked("inhibitor_implementation")
+
+
+def test_saved_auto_map_names_only_the_files_next_to_the_config(tmp_path, monkeypatch):
+    """A fresh config of a class loaded as remote code points its auto_map at that code's source; saved, it does not."""
+    monkeypatch.setattr(InhibiDistilBertConfig, "_code_source", "/some/folder")
+    config = InhibiDistilBertConfig()
+    assert config.auto_map["AutoModel"] == "/some/folder--modeling_inhibidistilbert.InhibiDistilBertModel"
+    config.save_pretrained(tmp_path)
+    assert "/some/folder" not in (tmp_path / "config.json").read_text()
+    monkeypatch.setattr(InhibiDistilBertConfig, "_code_source", None)
+    assert InhibiDistilBertConfig.from_pretrained(tmp_path).auto_map == AUTO_MAP

@@ -288,3 +288,185 @@ def test_mean_output_normalization_divides_each_rows_sum_by_its_real_keys(tiny_c
 def test_unknown_output_normalization_is_a_clear_error():
     with pytest.raises(ValueError, match="output_normalization='max' is unknown; use 'sum'"):
         InhibiDistilBertConfig(output_normalization="max")
+
+
+# THE TABLE OF ATTENTION IMPLEMENTATIONS AND ITS KNOB #
+
+
+class FakeEntry:
+    """A table entry that computes with the cdist form and records what it was given."""
+
+    def __init__(self, reason=None):
+        self.reason, self.calls = reason, []
+
+    def forward(self, query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
+        from modeling_inhibidistilbert.modeling_inhibidistilbert import inhibitor_attention_cdist
+
+        self.calls.append({"dtype": query.dtype, "key_mask": key_mask})
+        allowed = None if key_mask is None else key_mask[:, None, None, :]
+        return inhibitor_attention_cdist(query, key, value, score_scale, shift, output_scale, allowed, signed, center)[
+            0
+        ]
+
+    def unsupported(self, query, needs_grad):
+        return self.reason
+
+
+@pytest.fixture
+def table(monkeypatch):
+    """The attention table with fake `fused` (cannot run: 'no kernel here') and `compiled` (can run) entries."""
+    from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling
+
+    fakes = {"fused": FakeEntry("no kernel here"), "compiled": FakeEntry(), "int8": FakeEntry("int8 reason")}
+    for name, fake in fakes.items():
+        monkeypatch.setitem(
+            modeling.ATTENTION_IMPLEMENTATIONS, name, modeling.AttentionImplementation(fake.forward, fake.unsupported)
+        )
+    return fakes
+
+
+def test_auto_takes_the_first_entry_that_can_run_and_the_dispatcher_casts_and_normalises_once(tiny_config, table):
+    tiny_config.output_normalization = "mean"
+    model = InhibiDistilBertModel(tiny_config).eval()
+    ids, mask = inputs()
+    expected = model(ids, attention_mask=mask, output_attentions=True).last_hidden_state  # cdist (scores asked)
+    assert not table["compiled"].calls
+    torch.testing.assert_close(model(ids, attention_mask=mask).last_hidden_state, expected)  # "mean" applied once
+    assert len(table["compiled"].calls) == tiny_config.n_layers and not table["fused"].calls
+    out = model.to(torch.bfloat16)(ids, attention_mask=mask).last_hidden_state
+    call = table["compiled"].calls[-1]
+    assert call["dtype"] == torch.float32 and call["key_mask"].shape == (3, 9)  # cast up once, bool [B, N] key mask
+    assert torch.equal(call["key_mask"], mask.bool())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.1, atol=0.15)
+
+
+def test_scores_and_per_query_masks_go_to_cdist_under_auto(tiny_config, table):
+    model = InhibiDistilBertModel(tiny_config).eval()
+    ids, mask = inputs()
+    model(ids, attention_mask=mask, output_attentions=True)
+    model(ids, attention_mask=torch.ones(3, 9, 9, dtype=torch.bool).tril())
+    assert not table["compiled"].calls
+
+
+@pytest.mark.parametrize(
+    "choice, kwargs, reason",
+    [
+        ("fused", {}, "no kernel here"),
+        ("int8", {}, "int8 reason"),
+        ("compiled", {"output_attentions": True}, "only the cdist form returns the scores"),
+        ("compiled", {"attention_mask": torch.ones(3, 9, 9).tril()}, "only the cdist form takes a per-query mask"),
+    ],
+)
+def test_an_explicit_choice_that_cannot_run_raises_with_the_reason_and_the_fix(
+    tiny_config, table, choice, kwargs, reason
+):
+    tiny_config.inhibitor_implementation = choice
+    model = InhibiDistilBertModel(tiny_config).eval()
+    with pytest.raises(
+        RuntimeError, match=rf"inhibitor_implementation='{choice}' cannot run this call: {reason}.*'auto'"
+    ):
+        model(inputs()[0], **kwargs)
+
+
+def test_real_entries_without_their_backend_say_why(tiny_config, monkeypatch):
+    """The package-backed entries report an unavailable package (the import happens in the probe, never before)."""
+    from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling
+
+    monkeypatch.setattr(modeling, "_KERNELS_PACKAGE", {"module": None, "error": "not installed (test)"})
+    tiny_config.inhibitor_implementation = "fused"
+    with pytest.raises(RuntimeError, match=r"'fused' cannot run this call: not installed \(test\)"):
+        InhibiDistilBertModel(tiny_config)(inputs()[0])
+    tiny_config.inhibitor_implementation = "auto"
+    InhibiDistilBertModel(tiny_config)(inputs()[0])  # auto falls back without an error
+
+
+def test_the_implementation_that_ran_is_logged_at_debug_level(tiny_config, table, monkeypatch, caplog):
+    import logging
+
+    from modeling_inhibidistilbert import modeling_inhibidistilbert as modeling
+
+    monkeypatch.setattr(modeling, "_LOGGED", set())
+    model = InhibiDistilBertModel(tiny_config).eval()
+    with caplog.at_level(logging.DEBUG, logger=modeling.logger.name):
+        model(inputs()[0])
+        model(inputs()[0], output_attentions=True)
+    messages = [r.getMessage() for r in caplog.records if r.name == modeling.logger.name]
+    assert messages == [
+        "InhibiDistilBERT attention runs the 'compiled' implementation on cpu",
+        "InhibiDistilBERT attention runs the 'cdist' implementation on cpu",
+    ]  # once per name and device
+
+
+def test_a_choice_set_after_construction_is_checked_where_it_is_used(tiny_config):
+    """Before, `config.inhibitor_implementation = "bogus"` ran silently as auto (and a bad pooling as 'first')."""
+    model = InhibiDistilBertForSequenceClassification(tiny_config).eval()
+    for field in ("inhibitor_implementation", "output_normalization", "classifier_pooling"):
+        good = getattr(model.config, field)
+        setattr(model.config, field, "bogus")
+        with pytest.raises(ValueError, match=rf"InhibiDistilBertConfig.{field}='bogus' is unknown; use '"):
+            model(inputs()[0])
+        setattr(model.config, field, good)
+
+
+def test_importing_the_model_file_does_not_import_the_kernel_package():
+    """The package (which may build C++ code) is imported on the first attention call, not at import."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "import modeling_inhibidistilbert as m\n"
+        "assert 'inhibidistilbert_kernels' not in sys.modules, 'imported at import time'\n"
+        "config = m.InhibiDistilBertConfig(vocab_size=16, dim=8, n_heads=2, n_layers=1, hidden_dim=8)\n"
+        "m.InhibiDistilBertModel(config)(torch.ones(1, 3, dtype=torch.long))\n"
+        "from modeling_inhibidistilbert.modeling_inhibidistilbert import _KERNELS_PACKAGE\n"
+        "assert _KERNELS_PACKAGE, 'the first call asks for the package'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("mask_kind", ["padding", "per_query"])
+def test_returned_attentions_are_the_tensors_the_output_was_computed_from(tiny_config, mask_kind):
+    """transformers' test_retain_grad_hidden_states_attentions: failed before (the scores were a masked copy)."""
+    model = InhibiDistilBertModel(tiny_config)
+    ids, mask = inputs()
+    if mask_kind == "per_query":
+        mask = mask[:, None, :] * torch.ones(9, 9, dtype=torch.long).tril()
+    out = model(ids, attention_mask=mask, output_attentions=True)
+    attentions = out.attentions[0]
+    attentions.retain_grad()
+    out.last_hidden_state.flatten()[0].backward()
+    assert attentions.grad is not None and attentions.grad.abs().sum() > 0
+
+
+def test_every_mask_form_gives_the_same_model_output(tiny_config):
+    model = InhibiDistilBertModel(tiny_config).eval()
+    ids, mask = inputs()
+    expected = model(ids, attention_mask=mask).last_hidden_state
+    for form in (
+        mask.bool(),
+        (1.0 - mask.float()) * -10000.0,
+        (1.0 - mask.float())[:, None, None, :] * torch.finfo(torch.float32).min,
+        mask[:, None, :].expand(-1, 9, -1),  # per-query by shape: the cdist form's per-query path
+    ):
+        out = model(ids, attention_mask=form).last_hidden_state
+        torch.testing.assert_close(out[mask.bool()], expected[mask.bool()], rtol=1e-5, atol=1e-5)
+    # an all-ones mask and no mask are the same
+    ones = model(ids, attention_mask=torch.ones_like(mask)).last_hidden_state
+    torch.testing.assert_close(ones, model(ids).last_hidden_state, rtol=1e-6, atol=1e-6)
+
+
+def test_from_config_on_a_fresh_config_builds_a_random_model(tiny_config):
+    """`AutoModel.from_config(InhibiDistilBertConfig(...), trust_remote_code=True)`, the package imported."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    for auto, cls in (
+        (AutoModel, InhibiDistilBertModel),
+        (AutoModelForSequenceClassification, InhibiDistilBertForSequenceClassification),
+    ):
+        for trust in (True, None):
+            assert (
+                type(auto.from_config(InhibiDistilBertConfig(**tiny_config.to_dict()), trust_remote_code=trust)) is cls
+            )

@@ -23,7 +23,7 @@ from modeling_inhibidistilbert import (
 from .conftest import perturb_scalars
 
 PACKAGE_DIR = Path(modeling_inhibidistilbert.__file__).parent
-SHIPPED = ("configuration_inhibidistilbert.py", "modeling_inhibidistilbert.py")
+SHIPPED = ("configuration_inhibidistilbert.py", "modeling_inhibidistilbert.py", "kernels_inhibidistilbert.py")
 SENTENCES = ["the movie was very good .", "boring plot , awful acting"]
 
 # Run in the child before anything else: our packages cannot be imported there, as on a user's machine.
@@ -72,6 +72,7 @@ def save_trained_classifier(folder: Path, config, tokenizer) -> InhibiDistilBert
 
 
 def test_save_pretrained_writes_code_auto_map_and_safetensors(tmp_path, tiny_config):
+    """All three code files: transformers copies the model file's sibling imports (the config and the fast paths)."""
     InhibiDistilBertForSequenceClassification(tiny_config).save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "model.safetensors", *SHIPPED} <= files
@@ -132,6 +133,9 @@ def test_fresh_process_without_package_loads_models_and_pipelines(tmp_path, tiny
         out["text_classification"] = clf({SENTENCES!r})
         fill = pipeline("fill-mask", model=mlm_dir, trust_remote_code=True)
         out["fill_mask"] = fill("the movie was [MASK] .", top_k=3)
+        config_class = type(AutoConfig.from_pretrained(mlm_dir, trust_remote_code=True))
+        fresh = config_class(vocab_size=64, dim=16, n_heads=2, n_layers=1, hidden_dim=32)
+        out["from_config"] = type(AutoModelForMaskedLM.from_config(fresh, trust_remote_code=True)).__module__
         feats = pipeline("feature-extraction", model=cls_dir, trust_remote_code=True)
         out["feature_shape"] = torch.tensor(feats({SENTENCES[0]!r})).shape[-1]
         json.dump(out, open("result.json", "w"))
@@ -139,6 +143,7 @@ def test_fresh_process_without_package_loads_models_and_pipelines(tmp_path, tiny
         tmp_path,
     )
     assert result["module"].startswith("transformers_modules.")  # the copied remote code, not our package
+    assert result["from_config"].startswith("transformers_modules.")  # a fresh config finds its code (item 9)
     torch.testing.assert_close(torch.tensor(result["logits"]), expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(torch.tensor(result["features"]), expected_features, rtol=0, atol=1e-5)
     assert result["classes"] == [
@@ -174,14 +179,16 @@ def _imported_modules(path: Path) -> list[tuple[str, bool]]:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_files_import_only_torch_transformers_and_their_sibling(name):
-    allowed_roots = {"torch", "transformers", "math", "typing", "dataclasses", "__future__"}
+def test_shipped_files_import_only_torch_transformers_and_their_siblings(name):
+    """Unguarded: the standard library, torch, transformers and the sibling files; guarded (inside try/except
+    ImportError): only the optional kernel package and Triton."""
+    allowed_roots = {"torch", "transformers"} | set(sys.stdlib_module_names)
     for module, guarded in _imported_modules(PACKAGE_DIR / name):
         root = module.split(".")[0]
         if module.startswith("."):
-            assert module == ".configuration_inhibidistilbert", module
-        elif guarded:  # the optional compiled kernel: never required
-            assert root == "inhibidistilbert_kernels", module
+            assert module in {"." + Path(sibling).stem for sibling in SHIPPED}, module
+        elif guarded:  # optional: never required
+            assert root in ("inhibidistilbert_kernels", "triton"), module
         else:
             assert root in allowed_roots, f"{name} imports {module}"
 
