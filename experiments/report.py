@@ -73,7 +73,7 @@ MODEL_TEXT = {
     "at-dot": "dot-product student: attention transfer to the task teacher's attention, then task-specific distillation",
     "at-inhibitor": "inhibitor student: attention transfer (to MiniLM's attention, then to the task teacher's), then "
     "task-specific distillation",
-    RECOMMENDED: "inhibitor student, the recommended recipe: `at-inhibitor` with the per-head scalars at their own "
+    RECOMMENDED: "inhibitor student, the earlier grid's headline (chosen on dev): `at-inhibitor` with the per-head scalars at their own "
     "learning rate (1e-2)",
     "gt-inhibitor": "inhibitor student: attention transfer to MiniLM's attention only, then task-specific distillation",
     "ts-inhibitor": "inhibitor student, plain conversion then task-specific distillation",
@@ -238,7 +238,7 @@ def gap_section(rows: list[dict], dot: str, inh: str, what: str = "") -> list[st
         "| " + " | ".join(tasks) + " | macro |",
         "|---" * (len(tasks) + 1) + "|",
     ]
-    cells = [f"{t_interval(gaps[t]).text()} (n={len(gaps[t])})" for t in tasks]
+    cells = [t_interval(gaps[t]).text() + (f" (n={len(gaps[t])})" if len(gaps[t]) > 1 else "") for t in tasks]
     lines += ["| " + " | ".join(cells) + f" | {macro_interval(gaps).text()} |", ""]
     return lines
 
@@ -281,13 +281,13 @@ def metric_table(rows: list[dict], models: list[str], tasks: list[str]) -> list[
                 unnamed.append(f"{entry.model} on {task}: {entry.value} ({entry.note}; {entry.source})")
             else:
                 published[entry.model][(task, entry.metric)] = entry
-    sources = []
+    sources, notes = [], []
     for model, cells in published.items():
         lines.append(f"| {model} (published) | " + " | ".join(
             f"{cells[c].value}" if c in cells else "–" for c in columns) + " |")  # fmt: skip
         sources += sorted({f"{model}: {e.source}" for e in cells.values()})
-        sources += [f"{model} on {t}: {e.note}" for (t, _), e in cells.items() if e.note]
-    lines += ["", *(f"- Source, {s}." for s in dict.fromkeys(sources))]
+        notes += [f"{model} on {t}: {e.note}" for (t, _), e in cells.items() if e.note]
+    lines += ["", *(f"- Source, {s}." for s in dict.fromkeys(sources)), *(f"- Note, {n}." for n in notes)]
     lines += [f"- Not placed in a column (metric not named by the source): {u}." for u in unnamed]
     return lines + [""]
 
