@@ -3,8 +3,9 @@
     python experiments/export_best.py results/grid-cpu.jsonl --out outputs/hub --owner OWNER
 
 For each task, the inhibitor student (any recipe or seed, including the diagnosis variants that try to close the
-gap; the ablations, which remove a part on purpose, excluded) with the best dev score in the results file, among the
-runs whose folder is here, is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
+gap; the ablations, which remove a part on purpose, excluded) with the best selection score in the results file (the
+held-out score of the protocol's runs; the earlier grid, which has none, falls back to dev), among the runs whose
+folder is here, is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
 The folder is checked as `hub_upload.py` would check it, and its README.md is the model card that `hub_upload.py`
 generates, with the teacher and the dot-product student of the same seed and recipe in the comparison table. The
 command that publishes it is printed; nothing is uploaded.
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reproduce  # noqa: E402
-from report import load, score  # noqa: E402
+from report import load, score, selection_score  # noqa: E402
 
 from modeling_inhibidistilbert.hub import CODE_FILES, PACKAGE_DIR, publish  # noqa: E402
 
@@ -41,7 +42,7 @@ def best_students(rows: list[dict], available=lambda row: True) -> dict[str, dic
             continue
         if not available(row):
             continue
-        if row["task"] not in best or score(row) > score(best[row["task"]]):
+        if row["task"] not in best or selection_score(row) > selection_score(best[row["task"]]):
             best[row["task"]] = row
     return best
 

@@ -479,3 +479,11 @@ def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
     )
     cut = reproduce.build_protocol_grid(["sst2"], pair_seeds={"sst2": 1})
     assert [r.seed for r in cut if r.name == "at-inhibitor"] == [42]
+
+
+def test_the_protocol_chooses_on_heldout_scores_and_falls_back_to_dev_for_the_earlier_grid():
+    chosen_on_heldout = _row("sst2", "at-inhibitor", 42, {"eval_accuracy": 0.80, "heldout_accuracy": 0.90})
+    best_on_dev = _row("sst2", "at-inhibitor", 43, {"eval_accuracy": 0.85, "heldout_accuracy": 0.88})
+    assert report.selection_score(chosen_on_heldout) == pytest.approx(90.0)
+    assert report.selection_score(_row("sst2", "ts-dot", 42, {"eval_accuracy": 0.8})) == pytest.approx(80.0)
+    assert max([best_on_dev, chosen_on_heldout], key=report.selection_score) is chosen_on_heldout
