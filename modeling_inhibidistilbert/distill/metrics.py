@@ -46,16 +46,3 @@ def compute_task_metrics(task_name: str, predictions, references) -> dict[str, f
 def logits_to_predictions(logits, is_regression: bool):
     """Predicted label ids (argmax) or, for a regression head, the scores."""
     return logits[..., 0] if is_regression else logits.argmax(axis=-1)
-
-
-def __getattr__(name: str):
-    if (
-        name == "GLUE_METRIC_PATH"
-    ):  # the local `evaluate` module is gone; the name stays until distill/__init__ drops it
-        warnings.warn(
-            "GLUE_METRIC_PATH is deprecated: the local evaluate module was removed; use compute_task_metrics.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return ""
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
