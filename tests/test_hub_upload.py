@@ -255,7 +255,7 @@ def _load_in_fresh_process(hub: FakeHub, revision: str, tmp_path: Path) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def test_upload_then_load_from_hub_in_fresh_process_gives_identical_logits(folder, hub, tmp_path, capfd):
+def test_upload_then_load_from_hub_in_fresh_process_gives_the_same_logits(folder, hub, tmp_path, capfd):
     before = _snapshot(folder)
     assert hub_upload.main([str(folder), "--repo_id", REPO_ID, "--token", TOKEN, "--endpoint", hub.url]) == 0
     out = capfd.readouterr()
@@ -283,10 +283,12 @@ def test_upload_then_load_from_hub_in_fresh_process_gives_identical_logits(folde
     assert loaded["package_importable"] is False
     assert all(module.startswith("transformers_modules.") for module in loaded["modules"]), loaded["modules"]
     assert loaded["id2label"] == {"0": "negative", "1": "positive"}
-    assert loaded["batch_logits"] == expected["batch_logits"]
-    assert loaded["single_logits"] == expected["single_logits"]
-    assert loaded["hidden"] == expected["hidden"]
-    for scores, logits in zip(loaded["pipeline"], expected["single_logits"]):
+    # The fresh process runs the folder's code with `inhibitor_implementation="auto"` (on CPU without the package:
+    # the compiled form where a compiler works, else cdist); the reference here runs the cdist form. Same function,
+    # so equal up to float32 rounding; the pipeline there gives exactly that process's own logits.
+    for name in ("batch_logits", "single_logits", "hidden"):
+        torch.testing.assert_close(torch.tensor(loaded[name]), torch.tensor(expected[name]), rtol=1e-5, atol=1e-6)
+    for scores, logits in zip(loaded["pipeline"], loaded["single_logits"]):
         assert {s["label"]: s["score"] for s in scores} == {"negative": logits[0], "positive": logits[1]}
 
 
