@@ -316,6 +316,11 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         ]
     tasks = tasks_of(scored)
     models = ["teacher", dot, inh, PROTOCOL_BASELINE, *PROTOCOL_COMMUNITY]
+    subsets = sorted({f"{r['task']} ({r['metrics']['eval_samples']} of {get_task(r['task']).eval_size} rows)"
+                      for r in scored if r["metrics"].get("eval_samples", get_task(r["task"]).eval_size)
+                      != get_task(r["task"]).eval_size})  # fmt: skip
+    if subsets:
+        lines += [f"**Evaluated on a subset, not the full split:** {', '.join(subsets)}.", ""]
     lines += [
         f"Both students go through the identical pipeline (docs/protocol.md); `{PROTOCOL_BASELINE}` (plain task "
         "distillation of MiniLM) is a second baseline, and the `ft-*` rows are plain `transformers.Trainer` "

@@ -427,7 +427,14 @@ def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_ma
     assert "Macro over mrpc: -0.33 [-1.05, +0.38]" in text  # t(2) = 4.303, sd 0.289, n 3
     assert "within 1 point of the dot-product student: inconclusive**" in text  # the interval crosses -1
     assert "| mrpc acc. | mrpc F1 |" in text.replace(" | rte acc.", "")  # every GLUE metric gets a column
-    assert "goal met" not in text.lower()
+    assert "goal met" not in text.lower() and "subset" not in text
+    rows[-1]["metrics"]["eval_samples"] = 100  # a row scored on part of the dev set is flagged
+    results.write_text("\n".join(json.dumps(r) for r in rows))
+    report.main([str(results), "--out", str(tmp_path / "docs")])
+    assert (
+        "Evaluated on a subset, not the full split:** rte (100 of 277 rows)"
+        in (tmp_path / "docs/results.md").read_text()
+    )
 
 
 def test_protocol_report_says_when_the_grid_has_not_run(tmp_path):
