@@ -32,7 +32,6 @@ from transformers import BertTokenizer
 from modeling_inhibidistilbert import AUTO_MAP, InhibiDistilBertConfig, InhibiDistilBertForSequenceClassification
 from modeling_inhibidistilbert.hub import (
     CODE_FILES,
-    PACKAGE_DIR,
     FolderCheckError,
     build_model_card,
     check_folder,
@@ -123,9 +122,7 @@ def trained_folder(tmp_path_factory) -> Path:
         label2id={"negative": 0, "positive": 1},
     )
     InhibiDistilBertForSequenceClassification(config).save_pretrained(folder)
-    for name in CODE_FILES:  # until save_pretrained writes the third Hub file (the model file's relative import)
-        if not (folder / name).is_file():
-            shutil.copy2(PACKAGE_DIR / name, folder / name)
+    assert all((folder / name).is_file() for name in CODE_FILES)  # save_pretrained writes every Hub file
     BertTokenizer(vocab={word: i for i, word in enumerate(WORDS)}).save_pretrained(folder)
     _write_json(folder / "all_results.json", ALL_RESULTS)
     _write_json(folder / "eval_results.json", {"eval_accuracy": ALL_RESULTS["eval_accuracy"]})
