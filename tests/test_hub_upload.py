@@ -602,6 +602,7 @@ def test_card_of_a_task_agnostic_run_describes_its_recipe(folder, has_mlm_head):
     metadata = _front_matter(str(card))
     assert "model-index" not in metadata and "knowledge-distillation" in metadata["tags"]
     body = card.text
+    assert "This task-agnostic run has no task metrics" in body and "(`eval_loss` = 0.4200)" in body
     assert "task-agnostic knowledge distillation from `sentence-transformers/all-MiniLM-L6-v2`" in body
     assert "| `text_sources` | `sst2,imdb` |" in body and "| `alpha_mlm` | `2.0` |" in body
     if has_mlm_head:

@@ -396,6 +396,7 @@ def _results_table(evaluations: list[dict], results: Mapping, teacher, baseline)
         "where": sorted({entry["where"] for entry in evaluations}, key=str),
         "subset": any(entry["subset"] for entry in evaluations),
         "baseline": baseline is not None,
+        "eval_loss": f"{results['eval_loss']:.4f}" if _is_number(results.get("eval_loss")) else None,
     }
 
 
