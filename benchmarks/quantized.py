@@ -7,7 +7,8 @@ Three measurements, each printed with the CPU model, its vector extensions and t
    same inputs (a padding mask on one sample). Target: int8 time / float time <= 1.
 2. Whole-model forward: InhibiDistilBERT in int8 (`quantize_model_for_inference`: `torch.ao` dynamic quantisation
    of every Linear layer plus the integer attention) against `transformers.DistilBertModel` of the same size
-   quantised the same way (dynamic int8 Linear layers, its own float SDPA attention); the float32 models for scale.
+   quantised the same way (`quantize_linear_layers`: dynamic int8 Linear layers with per-channel weights; its own
+   float SDPA attention); the float32 models for scale.
    Target: int8 InhibiDistilBERT time / int8 DistilBERT time < 1. The size is the student's (`--model`) or
    DistilBERT-base's; weights are random for timing (the time does not depend on them).
 3. Accuracy (`--model FOLDER --data_dir DIR`): an SST-2 classifier folder scored on the full dev set
@@ -88,10 +89,6 @@ def same_size_distilbert(config: InhibiDistilBertConfig) -> DistilBertModel:
     return DistilBertModel(DistilBertConfig(**{f: getattr(config, f) for f in fields}, attn_implementation="sdpa"))
 
 
-def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
-    return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-
 def time_models(config: InhibiDistilBertConfig, batch: int, lengths: list[int], min_run_time: float) -> list[dict]:
     torch.manual_seed(0)
     config.inhibitor_implementation = "auto"
@@ -103,7 +100,7 @@ def time_models(config: InhibiDistilBertConfig, batch: int, lengths: list[int], 
     int8_inhibitor = InhibiDistilBertModel(config).eval()
     int8_inhibitor.load_state_dict(inhibitor.state_dict())
     models["InhibiDistilBERT int8"] = kernels.quantize_model_for_inference(int8_inhibitor)
-    models["DistilBERT int8"] = quantize_linear(same_size_distilbert(config))
+    models["DistilBERT int8"] = kernels.quantize_linear_layers(same_size_distilbert(config).eval())
     rows = []
     for n in lengths:
         input_ids = torch.randint(1000, min(config.vocab_size, 30000), (batch, n), generator=torch.Generator())

@@ -14,7 +14,13 @@ import torch
 
 from ._build import build_info, library_error
 from .fused import fused_inhibitor_attention, fused_unsupported
-from .quantized import int8_inhibitor_attention, int8_isa, int8_unsupported, quantize_model_for_inference
+from .quantized import (
+    int8_inhibitor_attention,
+    int8_isa,
+    int8_unsupported,
+    quantize_linear_layers,
+    quantize_model_for_inference,
+)
 
 __all__ = [
     "build_info",
@@ -25,6 +31,7 @@ __all__ = [
     "int8_isa",
     "int8_unsupported",
     "library_error",
+    "quantize_linear_layers",
     "quantize_model_for_inference",
     "set_cpu_isa",
 ]
