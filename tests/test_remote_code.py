@@ -133,9 +133,6 @@ def test_fresh_process_without_package_loads_models_and_pipelines(tmp_path, tiny
         out["text_classification"] = clf({SENTENCES!r})
         fill = pipeline("fill-mask", model=mlm_dir, trust_remote_code=True)
         out["fill_mask"] = fill("the movie was [MASK] .", top_k=3)
-        config_class = type(AutoConfig.from_pretrained(mlm_dir, trust_remote_code=True))
-        fresh = config_class(vocab_size=64, dim=16, n_heads=2, n_layers=1, hidden_dim=32)
-        out["from_config"] = type(AutoModelForMaskedLM.from_config(fresh, trust_remote_code=True)).__module__
         feats = pipeline("feature-extraction", model=cls_dir, trust_remote_code=True)
         out["feature_shape"] = torch.tensor(feats({SENTENCES[0]!r})).shape[-1]
         json.dump(out, open("result.json", "w"))
@@ -143,7 +140,6 @@ def test_fresh_process_without_package_loads_models_and_pipelines(tmp_path, tiny
         tmp_path,
     )
     assert result["module"].startswith("transformers_modules.")  # the copied remote code, not our package
-    assert result["from_config"].startswith("transformers_modules.")  # a fresh config finds its code (item 9)
     torch.testing.assert_close(torch.tensor(result["logits"]), expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(torch.tensor(result["features"]), expected_features, rtol=0, atol=1e-5)
     assert result["classes"] == [
@@ -158,6 +154,29 @@ def test_fresh_process_without_package_loads_models_and_pipelines(tmp_path, tiny
     assert labels == [tiny_config.id2label[i] for i in expected.argmax(-1).tolist()]
     assert len(result["fill_mask"]) == 3 and all("token_str" in item for item in result["fill_mask"])
     assert result["feature_shape"] == tiny_config.dim
+
+
+def test_fresh_config_of_the_remote_class_builds_a_random_model_without_the_package(tmp_path, tiny_config):
+    """`AutoModel.from_config(ConfigClass(...), trust_remote_code=True)` in a process that has loaded only the config
+    class: failed before (a fresh config's auto_map sent transformers to repo '')."""
+    folder = tmp_path / "model"
+    InhibiDistilBertForMaskedLM(tiny_config).save_pretrained(folder)
+    result = run_isolated(
+        f"""
+        import json
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+        config_class = type(AutoConfig.from_pretrained({str(folder)!r}, trust_remote_code=True))
+        fresh = config_class(vocab_size=64, dim=16, n_heads=2, n_layers=1, hidden_dim=32)
+        models = [auto.from_config(fresh, trust_remote_code=True) for auto in (AutoModel, AutoModelForSequenceClassification)]
+        fresh.save_pretrained("saved")
+        json.dump({{"modules": [type(m).__module__ for m in models], "names": [type(m).__name__ for m in models],
+                    "saved": open("saved/config.json").read()}}, open("result.json", "w"))
+        """,
+        tmp_path,
+    )
+    assert all(module.startswith("transformers_modules.") for module in result["modules"])
+    assert result["names"] == ["InhibiDistilBertModel", "InhibiDistilBertForSequenceClassification"]
+    assert str(folder) not in result["saved"] and json.loads(result["saved"])["auto_map"] == AUTO_MAP
 
 
 def _imported_modules(path: Path) -> list[tuple[str, bool]]:
