@@ -230,6 +230,7 @@ def _from_package(forward_name: str, probe_name: str) -> AttentionImplementation
 
 
 ATTENTION_IMPLEMENTATIONS = {
+    # cdist: always available; the dispatcher calls it directly (it also takes per-query masks and returns the scores)
     "cdist": AttentionImplementation(inhibitor_attention_cdist, lambda query, needs_grad: None),
     "compiled": AttentionImplementation(compiled_inhibitor_attention, compiled_unsupported),
     "triton": AttentionImplementation(triton_inhibitor_attention, triton_unsupported, keeps_half=True),
