@@ -39,12 +39,10 @@ class FusedInhibitorAttention(torch.autograd.Function):
     """Autograd wrapper of `torch.ops.inhibidistilbert.inhibitor_forward` / `inhibitor_backward`."""
 
     @staticmethod
-    def forward(ctx, query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
-        out, row_mean = _ops.inhibitor_forward(
-            query, key, value, score_scale, shift, output_scale, key_mask, signed, center
-        )
-        ctx.save_for_backward(query, key, value, score_scale, shift, output_scale, out, row_mean, key_mask)
-        ctx.flags = (signed, center)
+    def forward(ctx, *args):  # the arguments of fused_inhibitor_attention, in order
+        out, row_mean = _ops.inhibitor_forward(*args)
+        ctx.save_for_backward(*args[:6], out, row_mean, args[6])
+        ctx.flags = args[7:]  # signed, center
         return out
 
     @staticmethod
@@ -110,7 +108,7 @@ def register_fakes() -> None:
     """Shapes of the operators for torch.compile / FakeTensor tracing (called once the library is loaded)."""
 
     @torch.library.register_fake("inhibidistilbert::inhibitor_forward")
-    def _forward_fake(query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
+    def _forward_fake(query, *args):
         return torch.empty_like(query), query.new_empty(query.shape[:3])
 
     @torch.library.register_fake("inhibidistilbert::inhibitor_backward")
@@ -118,5 +116,5 @@ def register_fakes() -> None:
         return tuple(torch.empty_like(t) for t in (query, key, value, score_scale, shift, output_scale))
 
     @torch.library.register_fake("inhibidistilbert::inhibitor_int8_forward")
-    def _int8_fake(query, key, value, score_scale, shift, output_scale, key_mask, signed, center):
+    def _int8_fake(query, *args):
         return torch.empty_like(query)
