@@ -261,7 +261,7 @@ def render(results: dict) -> str:
         include Inductor's compilation on an empty cache (once per process and shape bucket).
         """
     )
-    return header + "\n\n".join(machine_table(results[key]) for key in sorted(results))
+    return header + "\n" + "\n\n".join(machine_table(results[key]) for key in sorted(results))
 
 
 def main(argv=None) -> dict:
@@ -275,7 +275,8 @@ def main(argv=None) -> dict:
         entry = run_child(args, work / "folder", work)
     if REPO_ROOT.as_posix() in entry["kernels_file"]:
         raise SystemExit(f"the child ran the repository's file ({entry['kernels_file']}), not the folder's copy")
-    entry["command"] = "python benchmarks/hub_path.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != args.note]  # the note is shown apart
+    entry["command"] = " ".join(["python benchmarks/hub_path.py", *shown, *(['--note "..."'] if args.note else [])])
     entry["note"] = args.note
     key = f"{entry['machine']['cpu']}, {entry['machine']['threads']} threads"
     print(machine_table(entry))
