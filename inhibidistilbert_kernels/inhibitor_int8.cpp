@@ -45,15 +45,17 @@ INHIB_INLINE float round_small(float x) { return (x + kRoundMagic) - kRoundMagic
 
 // Layout of one head's workspace; every region starts on a 64-byte boundary.
 struct Layout {
-  int64_t dp;   // head dimension padded to 64 bytes
+  int64_t dp;   // head dimension padded to `align` bytes
   int64_t ldk;  // keys padded to 8 (one 64-byte vector of the distance layout)
   int64_t nk4;  // keys padded to 4 (one int32 lane of the value layout)
   int64_t kp, vp, vsum, qbuf, dist, z, zneg, acc, rowbad, colbad, total;  // byte offsets
 };
 
-Layout layout(int64_t nq, int64_t nk, int64_t d) {
+// `align`: the head dimension is padded to the dimensions one tile of the sums covers (64 for AVX-512, 16 for AVX2
+// and the portable code), so that d = 32 (DistilBERT-small heads) does not do the work of d = 64.
+Layout layout(int64_t nq, int64_t nk, int64_t d, int64_t align) {
   Layout o;
-  o.dp = round_up(std::max<int64_t>(d, 1), 64);
+  o.dp = round_up(std::max<int64_t>(d, 1), align);
   o.ldk = round_up(std::max<int64_t>(nk, 1), 8);
   o.nk4 = round_up(std::max<int64_t>(nk, 1), 4);
   int64_t at = 0;
@@ -267,7 +269,7 @@ INHIB_TARGET_AVX2 void sums_avx2(const Layout& o, const int8_t* z, const int8_t*
                                  int32_t* acc) {
   const int64_t vectors = o.dp / 8;  // 8 dimensions (of 4 keys) per 32-byte vector
   for (int64_t r = 0; r < prow; r += 4)
-    for (int64_t c = 0; c < vectors; c += 2)  // dp is a multiple of 64, so vectors is even
+    for (int64_t c = 0; c < vectors; c += 2)  // dp is a multiple of 16, so vectors is even
       sum_tile_avx2<2, SIGNED>(z + r * o.nk4, zneg + r * o.nk4, o.nk4, vp + c * 32, o.dp, o.nk4 / 4,
                                acc + r * o.dp + c * 8, o.dp);
 }
@@ -482,7 +484,7 @@ INHIB_INLINE void requantise(int64_t nk, int64_t nk4, bool center, float scale, 
 template <typename T, int PATH>
 INHIB_INLINE void forward_head_impl(const Int8Head<T>& h, T* out, int64_t out_rs, uint8_t* work) {
   const T nan = std::numeric_limits<T>::quiet_NaN();
-  const Layout o = layout(h.nq, h.nk, h.d);
+  const Layout o = layout(h.nq, h.nk, h.d, PATH == kVnni ? 64 : 16);
   uint8_t* base = reinterpret_cast<uint8_t*>(round_up(reinterpret_cast<uintptr_t>(work), 64));
   uint8_t* rowbad = base + o.rowbad;
   uint8_t* colbad = base + o.colbad;
@@ -616,7 +618,7 @@ int int8_path() {
 
 }  // namespace
 
-int64_t int8_work_bytes(int64_t nq, int64_t nk, int64_t d) { return layout(nq, nk, d).total; }
+int64_t int8_work_bytes(int64_t nq, int64_t nk, int64_t d) { return layout(nq, nk, d, 64).total; }
 
 const char* int8_isa() {
   static const char* const names[] = {"generic", "avx2", "avx512vnni"};
