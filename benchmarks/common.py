@@ -64,7 +64,8 @@ def machine_line(info: dict) -> str:
     extensions = ", ".join(info["vector_extensions"]) or "none found"
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
     return (
-        f"{info['cpu']} ({extensions}), {info['threads']} threads of {info['cores']} cores{gpu}; torch {info['torch']}, "
+        f"{info['cpu']} ({extensions}), {info['threads']} thread{'s' if info['threads'] != 1 else ''} of {info['cores']} "
+        f"cores{gpu}; torch {info['torch']}, "
         f"{info['date']}"
     )
 

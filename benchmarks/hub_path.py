@@ -275,7 +275,7 @@ def main(argv=None) -> dict:
         entry = run_child(args, work / "folder", work)
     if REPO_ROOT.as_posix() in entry["kernels_file"]:
         raise SystemExit(f"the child ran the repository's file ({entry['kernels_file']}), not the folder's copy")
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != args.note]  # the note is shown apart
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--note", args.note)]
     entry["command"] = " ".join(["python benchmarks/hub_path.py", *shown, *(['--note "..."'] if args.note else [])])
     entry["note"] = args.note
     key = f"{entry['machine']['cpu']}, {entry['machine']['threads']} threads"
