@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--implementation",
         nargs="+",
-        choices=("auto", "cdist", "fused"),
+        choices=("auto", *modeling.ATTENTION_IMPLEMENTATIONS),
         default=["auto", "cdist"],
         help="inhibitor attention implementation(s) to time",
     )
