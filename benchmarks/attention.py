@@ -822,7 +822,9 @@ def main(argv=None) -> dict:
         if kernels is not None and hasattr(torch.ops.inhibidistilbert, "int8_isa")
         else "unavailable",
         "triton": importlib.util.find_spec("triton") is not None,
-        "kernel_library": Path((getattr(kernels, "BUILD_INFO", None) or {}).get("library") or "-").name,
+        "kernel_library": Path(
+            ((kernels.build_info() if kernels is not None else None) or {}).get("library") or "-"
+        ).name,
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None,
     }
     print(f"command: {' '.join(sys.argv) if argv is None else ' '.join(argv)}")
