@@ -487,6 +487,12 @@ class InhibiDistilBertPreTrainedModel(PreTrainedModel):
             return_dict = getattr(self.config, "return_dict", True)
         return output if return_dict else output.to_tuple()
 
+    def _encode(self, input_ids, attention_mask, inputs_embeds, position_ids, kwargs: dict) -> BaseModelOutput:
+        """A head's call of the encoder. A head's `**kwargs` may hold `output_attentions` and `output_hidden_states`
+        (passed on) and `return_dict` (applied by the head to its own output)."""
+        options = {name: kwargs[name] for name in ("output_attentions", "output_hidden_states") if name in kwargs}
+        return self.distilbert(input_ids, attention_mask, inputs_embeds, position_ids, return_dict=True, **options)
+
 
 class InhibiDistilBertModel(InhibiDistilBertPreTrainedModel):
     """The bare InhibiDistilBERT encoder.
@@ -563,26 +569,9 @@ class InhibiDistilBertForMaskedLM(InhibiDistilBertPreTrainedModel):
         self.vocab_projector = new_embeddings
 
     def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        labels=None,
-        position_ids=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
+        self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None, **kwargs
     ) -> MaskedLMOutput | tuple:
-        outputs = self.distilbert(
-            input_ids,
-            attention_mask,
-            inputs_embeds,
-            position_ids,
-            output_attentions,
-            output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self._encode(input_ids, attention_mask, inputs_embeds, position_ids, kwargs)
         hidden = self.vocab_layer_norm(self.activation(self.vocab_transform(outputs.last_hidden_state)))
         logits = self.vocab_projector(hidden)
         loss = None
@@ -591,7 +580,7 @@ class InhibiDistilBertForMaskedLM(InhibiDistilBertPreTrainedModel):
         output = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._return(output, kwargs.get("return_dict"))
 
 
 def pool_for_classifier(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -616,26 +605,9 @@ class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel)
         self.post_init()
 
     def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        labels=None,
-        position_ids=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
+        self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None, **kwargs
     ) -> SequenceClassifierOutput | tuple:
-        outputs = self.distilbert(
-            input_ids,
-            attention_mask,
-            inputs_embeds,
-            position_ids,
-            output_attentions,
-            output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self._encode(input_ids, attention_mask, inputs_embeds, position_ids, kwargs)
         hidden = pool_for_classifier(
             outputs.last_hidden_state, attention_mask, self.config.checked("classifier_pooling")
         )
@@ -663,7 +635,7 @@ class InhibiDistilBertForSequenceClassification(InhibiDistilBertPreTrainedModel)
         output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._return(output, kwargs.get("return_dict"))
 
 
 class InhibiDistilBertForQuestionAnswering(InhibiDistilBertPreTrainedModel):
@@ -684,20 +656,9 @@ class InhibiDistilBertForQuestionAnswering(InhibiDistilBertPreTrainedModel):
         start_positions=None,
         end_positions=None,
         position_ids=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput | tuple:
-        outputs = self.distilbert(
-            input_ids,
-            attention_mask,
-            inputs_embeds,
-            position_ids,
-            output_attentions,
-            output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self._encode(input_ids, attention_mask, inputs_embeds, position_ids, kwargs)
         logits = self.qa_outputs(self.dropout(outputs.last_hidden_state))
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
@@ -714,7 +675,7 @@ class InhibiDistilBertForQuestionAnswering(InhibiDistilBertPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-        return self._return(output, return_dict)
+        return self._return(output, kwargs.get("return_dict"))
 
 
 class InhibiDistilBertForTokenClassification(InhibiDistilBertPreTrainedModel):
@@ -727,26 +688,9 @@ class InhibiDistilBertForTokenClassification(InhibiDistilBertPreTrainedModel):
         self.post_init()
 
     def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        labels=None,
-        position_ids=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
+        self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None, **kwargs
     ) -> TokenClassifierOutput | tuple:
-        outputs = self.distilbert(
-            input_ids,
-            attention_mask,
-            inputs_embeds,
-            position_ids,
-            output_attentions,
-            output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self._encode(input_ids, attention_mask, inputs_embeds, position_ids, kwargs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
@@ -754,7 +698,7 @@ class InhibiDistilBertForTokenClassification(InhibiDistilBertPreTrainedModel):
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._return(output, kwargs.get("return_dict"))
 
 
 class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
@@ -767,28 +711,11 @@ class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
         self.post_init()
 
     def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        labels=None,
-        position_ids=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **kwargs,
+        self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None, **kwargs
     ) -> MultipleChoiceModelOutput | tuple:
         num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         flat = lambda t: None if t is None else t.reshape(-1, *t.shape[2:])  # noqa: E731  [B, C, ...] -> [B*C, ...]
-        outputs = self.distilbert(
-            flat(input_ids),
-            flat(attention_mask),
-            flat(inputs_embeds),
-            flat(position_ids),
-            output_attentions,
-            output_hidden_states,
-            return_dict=True,
-        )
+        outputs = self._encode(flat(input_ids), flat(attention_mask), flat(inputs_embeds), flat(position_ids), kwargs)
         hidden = pool_for_classifier(
             outputs.last_hidden_state, flat(attention_mask), self.config.checked("classifier_pooling")
         )
@@ -798,7 +725,7 @@ class InhibiDistilBertForMultipleChoice(InhibiDistilBertPreTrainedModel):
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._return(output, kwargs.get("return_dict"))
 
 
 __all__ = [
