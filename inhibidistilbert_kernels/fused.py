@@ -56,15 +56,7 @@ class FusedInhibitorAttention(torch.autograd.Function):
 
 
 def fused_inhibitor_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    score_scale: torch.Tensor,
-    shift: torch.Tensor,
-    output_scale: torch.Tensor,
-    key_mask: torch.Tensor | None = None,
-    signed: bool = True,
-    center: bool = True,
+    query, key, value, score_scale, shift, output_scale, key_mask=None, signed=True, center=True
 ) -> torch.Tensor:
     """Inhibitor attention in one fused CPU kernel; differentiable w.r.t. query, key, value and the three scalars.
 

@@ -196,17 +196,11 @@ def _pad_keys(t: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def compiled_inhibitor_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    score_scale: torch.Tensor,
-    shift: torch.Tensor,
-    output_scale: torch.Tensor,
-    key_mask: torch.Tensor | None = None,
-    signed: bool = True,
-    center: bool = True,
+    query, key, value, score_scale, shift, output_scale, key_mask=None, signed=True, center=True
 ) -> torch.Tensor:
     """Inhibitor attention compiled by Inductor (CPU, float32/float64); the sum form `eta * sum_j [...]`.
+
+    Arguments: the attention table's signature (shapes and types: `inhibitor_attention_cdist` in the model file).
 
     Queries and keys are padded up to a shape bucket (padded keys masked, padded queries dropped), so a process
     compiles at most one graph per bucket, dtype and flag combination. Under an outer `torch.compile` or export the
@@ -581,17 +575,11 @@ def triton_unsupported(query: torch.Tensor, needs_grad: bool) -> str | None:
 
 
 def triton_inhibitor_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    score_scale: torch.Tensor,
-    shift: torch.Tensor,
-    output_scale: torch.Tensor,
-    key_mask: torch.Tensor | None = None,
-    signed: bool = True,
-    center: bool = True,
+    query, key, value, score_scale, shift, output_scale, key_mask=None, signed=True, center=True
 ) -> torch.Tensor:
     """Inhibitor attention with the Triton kernels (CUDA; CPU tensors under `TRITON_INTERPRET=1`).
+
+    Arguments: the attention table's signature (shapes and types: `inhibitor_attention_cdist` in the model file).
 
     `query`, `key`, `value`: `[B, H, N, d]` in float32, float16 or bfloat16; float32 accumulation everywhere; the
     output has the input dtype.
