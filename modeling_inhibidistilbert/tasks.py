@@ -88,6 +88,7 @@ class TaskSpec:
         local_files: `"train"` or an eval suffix -> file name inside `local_folder`.
         local_columns: original file column -> Hub column (labels included).
         local_header: `False` when the files have no header row (CoLA); then `local_names` names the columns.
+        label_range: the range of a regression task's labels (STS-B: 0 to 5); the data checks refuse scores outside it.
         pretty_name: the name model cards and reports print (`"GLUE SST-2"`, `"IMDB"`).
         eval_sizes: eval suffix -> rows of the full official evaluation split (`eval_size` is the main one's).
         published: published reference scores of comparable models on the main evaluation split (`PublishedScore`).
@@ -110,6 +111,7 @@ class TaskSpec:
     local_columns: dict[str, str] = field(default_factory=dict)
     local_header: bool = True
     local_names: tuple[str, ...] | None = None
+    label_range: tuple[float, float] | None = None
     pretty_name: str = ""
     eval_sizes: dict[str, int] = field(default_factory=dict)
     published: tuple[PublishedScore, ...] = ()
@@ -203,6 +205,7 @@ TASKS: dict[str, TaskSpec] = {
         hub_config="stsb",
         local_folder="STS-B",
         local_columns={"score": "label"},
+        label_range=(0.0, 5.0),
         pretty_name="GLUE STS-B",
         eval_sizes={"": 1500},
         published=(

@@ -35,12 +35,6 @@ def test_every_task_metric_and_published_metric_is_in_the_metric_table():
             assert score.source
 
 
-def test_old_import_path_reexports_the_same_objects():
-    from modeling_inhibidistilbert.distill import tasks as old
-
-    assert old.TASKS is TASKS and old.get_task is get_task
-
-
 def test_aliases_and_unknown_task():
     assert get_task("SST-2") is TASKS["sst2"] and get_task(" sts-b ").eval_size == 1500
     with pytest.raises(ValueError, match="Unknown task 'squad'; choose one of"):

@@ -139,8 +139,8 @@ def normalize_labels(values: Sequence, task: TaskSpec, source: str) -> list:
 
 
 def regression_range(task: TaskSpec) -> tuple[float, float]:
-    """The scores a regression task's labels may take (STS-B: 0 to 5), from the registry when it records them."""
-    return getattr(task, "label_range", None) or {"stsb": (0.0, 5.0)}.get(task.name, (-math.inf, math.inf))
+    """The scores a regression task's labels may take (the registry's `label_range`; STS-B: 0 to 5)."""
+    return task.label_range or (-math.inf, math.inf)
 
 
 def task_features(task: TaskSpec) -> datasets.Features:
