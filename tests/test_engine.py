@@ -306,3 +306,16 @@ def test_an_empty_batch_is_a_clear_error():
     for empty in (torch.ones(0, 5, dtype=torch.long), torch.ones(4, 0, dtype=torch.long)):
         with pytest.raises(DataError, match="empty batch in training.*--max_train_samples"):
             engine.check_batch({"input_ids": empty}, "training")
+
+
+def test_overwrite_output_dir_removes_the_old_runs_weights_shards_included(tmp_path):
+    """A single-file run written over a sharded one must not leave the old shards and index next to its weights."""
+    from modeling_inhibidistilbert.distill.training import clean_output_dir
+
+    stale = ["model.safetensors", "model.safetensors.index.json", "model-00001-of-00002.safetensors"]
+    stale += ["model-00002-of-00002.safetensors", "all_results.json"]
+    kept = ["config.json", "tokenizer.json", "README.md"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("{}")
+    clean_output_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

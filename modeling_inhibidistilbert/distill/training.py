@@ -24,6 +24,9 @@ INHIBITOR_SCALARS = ("score_scale", "shift", "output_scale")
 RECIPE_KEY = "run_recipe"  # training_args.json: the arguments a resumed run must repeat
 LEGACY_IDENTITY = ("task_name", "mode", "student_attention", "model_name_or_path", "teacher_name_or_path")
 RESULT_FILES = ("all_results.json", "eval_results.json", "training_args.json", "log_history.jsonl")
+# The weights a run writes next to its results: one file, or shards with their index (stale shards next to a new
+# single file would be uploaded with it). `--overwrite_output_dir` removes them with the rest of the old run.
+WEIGHT_FILE_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
 
 
 class OutputDirError(ValueError):
@@ -199,7 +202,11 @@ def prepare_output_dir(
 
 
 def clean_output_dir(folder: Path) -> None:
-    """Remove what a previous run of these scripts wrote: checkpoints, best models, results, logs, temporaries."""
+    """Remove what a previous run of these scripts wrote: checkpoints, best models, weights, results, logs,
+    temporaries."""
+    for pattern in WEIGHT_FILE_PATTERNS:
+        for path in folder.glob(pattern):
+            path.unlink()
     for path in folder.iterdir():
         name = path.name
         if path.is_dir() and (
