@@ -6,7 +6,7 @@ Runs whose results are already in the file are skipped; an interrupted run resum
 finished run whose model folder is gone (a fresh checkout has the results file, not the weights) runs again when a
 pending run needs it as teacher or initialisation, or when `--rebuild_missing` selects it.
 
-    python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: about ten minutes
+    python experiments/reproduce.py --quick --data_dir ../shared/data      # the README's main job: about twenty minutes
     python experiments/reproduce.py --scale cpu --workers 2 --data_dir ../shared/data   # the grid at CPU scale
     python experiments/reproduce.py --data_dir ../shared/data              # the full recipes (a GPU's job)
     python experiments/reproduce.py --data_dir ../shared/data --tasks sst2 mrpc --only ablation
