@@ -42,9 +42,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heldout_min_rows", type=int, default=500)
     parser.add_argument("--heldout_seed", type=int, default=0)
     parser.add_argument("--early_stopping_patience", type=int, default=2)
+    parser.add_argument(
+        "--group_by_length",
+        action="store_true",
+        help="Trainer's train_sampling_strategy='group_by_length' (less padding)",
+    )
     parser.add_argument("--overwrite_output_dir", action="store_true")
     parser.add_argument("--resume_from_checkpoint", default=None, help="'latest' resumes from the last checkpoint")
     return parser.parse_args(argv)
+
+
+def length_grouping(enabled: bool) -> dict:
+    """TrainingArguments' length grouping: `train_sampling_strategy` since transformers 5.x's sampler unification,
+    `group_by_length` before it."""
+    from transformers import TrainingArguments
+
+    if not enabled:
+        return {}
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -100,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         weight_decay=0.01,
         warmup_steps=0.1,  # a float: the share of the training steps
         lr_scheduler_type="linear",
+        **length_grouping(args.group_by_length),
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=2,

@@ -274,6 +274,7 @@ PROTOCOL_PAIR = ("at-dot", "at-inhibitor")
 PROTOCOL_BASELINE = "ts-dot"  # plain task distillation of MiniLM: the second baseline
 PROTOCOL_COMMUNITY = ("ft-minilm", "ft-general-inhibitor")  # plain transformers.Trainer fine-tunes, no teacher
 PROTOCOL_TASKS = ("stsb", "mrpc", "cola", "rte", "sst2", "imdb")  # the order of the grid: cheapest first
+PROTOCOL_LAST = ("imdb",)  # run after every other task's runs
 PROTOCOL_SEEDS = (42, 43, 44, 45, 46)
 PROTOCOL_PAIR_SEEDS = {"cola": 5, "mrpc": 5, "rte": 5, "stsb": 5, "sst2": 3, "imdb": 3}  # of PROTOCOL_SEEDS, in order
 PROTOCOL_SIDE_SEEDS = {"cola": 3, "mrpc": 3, "rte": 3, "stsb": 3, "sst2": 1, "imdb": 1}  # ts-dot and the ft-* rows
@@ -287,10 +288,10 @@ PROTOCOL_SELECTION = {  # every choice on held-out training rows; dev (IMDB: tes
     "early_stopping_patience": 2,
 }
 PROTOCOL_LIMITS = {  # on top of configuration/<task>.yaml (batch size, learning rate, loss weights stay the recipe's)
-    "cola": {"max_seq_length": 64, "num_train_epochs": 5},
-    "mrpc": {"max_seq_length": 128, "num_train_epochs": 5},
-    "rte": {"max_seq_length": 128, "num_train_epochs": 5},
-    "stsb": {"max_seq_length": 128, "num_train_epochs": 5},
+    "cola": {"max_seq_length": 64, "num_train_epochs": 3},
+    "mrpc": {"max_seq_length": 128, "num_train_epochs": 3},
+    "rte": {"max_seq_length": 128, "num_train_epochs": 3},
+    "stsb": {"max_seq_length": 128, "num_train_epochs": 3},
     # SST-2: 20,000 of the 64,349 rows left after holding out 3,000 (random, the same for every run)
     "sst2": {"max_seq_length": 64, "num_train_epochs": 3, "max_train_samples": 20000, "subset_seed": 0,
              "heldout_fraction": 3000 / 67349},
@@ -298,9 +299,11 @@ PROTOCOL_LIMITS = {  # on top of configuration/<task>.yaml (batch size, learning
     "imdb": {"max_seq_length": 256, "num_train_epochs": 3, "max_train_samples": 5000, "subset_seed": 0,
              "heldout_fraction": 1000 / 25000},
 }  # fmt: skip
+PROTOCOL_BATCHING = {"group_by_length": True}  # every stage of every model: batches of similar length (less padding)
 PROTOCOL_SCALAR_LR = {"scalar_learning_rate": "1e-2"}  # both sides (a no-op for dot); fixed a priori, see protocol
-PROTOCOL_GENERAL_TRANSFER = {}  # configuration/attention_transfer.yaml as it is: 800 steps on all tasks' texts
-PROTOCOL_TASK_TRANSFER = {"max_train_steps": 300, "eval_steps": 100, "checkpointing_steps": 100}
+# configuration/attention_transfer.yaml as it is (800 steps on all tasks' texts), batched as every stage
+PROTOCOL_GENERAL_TRANSFER = {**PROTOCOL_BATCHING}
+PROTOCOL_TASK_TRANSFER = {"max_train_steps": 300, "eval_steps": 100, "checkpointing_steps": 100, **PROTOCOL_BATCHING}
 
 
 def protocol_transfer_texts(task: str) -> str:
@@ -319,7 +322,7 @@ def build_protocol_grid(tasks: list[str], pair_seeds: dict | None = None, side_s
     runs = [Run(TRANSFER, "general", "general", "inhibitor", seed, recipe="attention_transfer", group="protocol",
                 args=dict(PROTOCOL_GENERAL_TRANSFER)) for seed in seeds_needed]  # fmt: skip
     for task in order:
-        limits = {**PROTOCOL_SELECTION, **PROTOCOL_LIMITS.get(task, {})}
+        limits = {**PROTOCOL_SELECTION, **PROTOCOL_BATCHING, **PROTOCOL_LIMITS.get(task, {})}
         if task == "rte":  # an intermediate task first: RTE's teacher starts from the MRPC teacher (new head)
             runs.append(Run("teacher", task, "teacher", "dot", teacher_seed, mode="finetune", init="teacher",
                             init_task="mrpc", init_seed=teacher_seed, group="protocol",
@@ -345,8 +348,10 @@ def build_protocol_grid(tasks: list[str], pair_seeds: dict | None = None, side_s
                     runs.append(Run(name, task, "community", attention, seed, init=init, init_task="general",
                                     init_seed=PROTOCOL_TEACHER_SEED, mode="finetune", group="protocol",
                                     args={k: v for k, v in limits.items() if k not in COMMUNITY_DROPS}))  # fmt: skip
-    # seed by seed across the tasks (a grid cut short has every task at the same seeds), tasks cheapest first
-    return sorted(runs, key=lambda r: (r.seed, order.index(r.task) if r.task in order else -1))
+    # seed by seed across the tasks (a grid cut short has every task at the same seeds), tasks cheapest first;
+    # IMDB, most of the cost, after every other task's seeds (the protocol's cut: reported as not run if the budget
+    # runs out first)
+    return sorted(runs, key=lambda r: (r.task in PROTOCOL_LAST, r.seed, order.index(r.task) if r.task in order else -1))
 
 
 COMMUNITY_DROPS = ("eval_strategy",)  # finetune_trainer.py evaluates every epoch (Trainer's eval_strategy="epoch")
@@ -561,12 +566,43 @@ def seconds_per_row(earlier: dict[str, dict]) -> dict[tuple, float]:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-def print_estimate(grid: list[Run], earlier: dict[str, dict]) -> float:
-    """The grid's CPU-hours (one thread per run) from an earlier grid's measured times; prints a line per task."""
-    per_row = seconds_per_row(earlier)
-    print("measured in the earlier grid (median; s per training row and epoch, or per transfer step):")
+TRANSFER_BATCH = 16  # configuration/attention_transfer.yaml's per_device_train_batch_size
+
+
+def seconds_per_row_from_step_cost(lines: list[dict]) -> dict[tuple, float]:
+    """The same table as `seconds_per_row`, from `experiments/step_cost.py`'s lines (one per task, at the protocol's
+    batch size and maximum length): a step's seconds over its batch; a transfer step is costed as a distillation step
+    of the inhibitor at the transfer's batch (cost taken linear in the batch); the general transfer (the short-text
+    and pair tasks' texts at 128 tokens) as the median of those tasks' transfer steps."""
+    per_row = {}
+    for line in lines:
+        task, batch = line["task"], line["batch"]
+        for kind in ("finetune", "distill-dot", "distill-inhibitor"):
+            per_row[(task, kind)] = line[f"{kind}_s"] / batch
+        per_row[(task, "transfer")] = line["distill-inhibitor_s"] * TRANSFER_BATCH / batch
+    general = [per_row[(t, "transfer")] for t in ("sst2", "cola", "mrpc", "rte", "stsb") if (t, "transfer") in per_row]
+    per_row[("general", "transfer")] = statistics.median(general)
+    return per_row
+
+
+def read_cost_file(path: Path) -> tuple[dict[tuple, float], dict[str, float], str]:
+    """(seconds per row table, length factors, its source) from a step-cost file or an earlier grid's results."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if lines and "distill-dot_s" in lines[0]:  # the lines measured with the grid's batching; the last of each task
+        grouped = bool(PROTOCOL_BATCHING.get("group_by_length"))
+        lines = [line for line in lines if line.get("group_by_length", False) == grouped]
+        source = f"measured by experiments/step_cost.py ({path.name}, group_by_length={grouped})"
+        return seconds_per_row_from_step_cost(lines), {}, source
+    earlier = {row["run_id"]: row for row in lines}
+    # the earlier grid ran IMDB at 128 tokens; cost taken linear in length
+    return seconds_per_row(earlier), {"imdb": 256 / 128}, f"measured in the earlier grid ({path.name}, median)"
+
+
+def print_estimate(grid: list[Run], cost_file: Path) -> float:
+    """The grid's CPU-hours (one thread per run) from measured costs; prints a line per task."""
+    per_row, length_factor, source = read_cost_file(cost_file)
+    print(f"{source}; s per training row and epoch, or per transfer step:")
     print("  " + "; ".join(f"{task} {kind} {value:.3f}" for (task, kind), value in sorted(per_row.items())))
-    length_factor = {"imdb": 256 / 128}  # the earlier grid ran IMDB at 128 tokens; cost taken linear in length
     eval_rows = {"imdb": 25000}  # the final model's one evaluation on a large set (dev elsewhere is small)
     totals = defaultdict(float)
     for run in grid:
@@ -649,9 +685,9 @@ def main() -> None:
         "--estimate",
         type=Path,
         default=None,
-        metavar="EARLIER_RESULTS",
-        help="print the grid's CPU-hours from the training seconds per row measured in an earlier results file, run "
-        "nothing",
+        metavar="COST_FILE",
+        help="print the grid's CPU-hours from measured costs, run nothing: experiments/step_cost.py's output "
+        "(results/step-cost-cpu.jsonl) or an earlier results file (training seconds per row)",
     )
     parser.add_argument("--output_root", type=Path, default=ROOT / "outputs" / "experiments")
     parser.add_argument("--results_file", type=Path, default=None, help="default: OUTPUT_ROOT/results.jsonl")
@@ -671,7 +707,7 @@ def main() -> None:
         root = args.output_root / ("quick" if args.quick else "grid" if args.scale == "full" else f"grid-{args.scale}")
         results_file = args.results_file or root / "results.jsonl"
     if args.estimate:
-        print_estimate(grid, load_results(args.estimate))
+        print_estimate(grid, args.estimate)
         return
     minilm = minilm_folder()
     runs = grid

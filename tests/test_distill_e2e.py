@@ -148,8 +148,10 @@ def test_distillation_writes_a_hub_folder_with_metrics_and_the_loss_goes_down(as
     )
 
 
-def test_resume_after_an_interruption_reaches_the_same_weights(assets, tmp_path, monkeypatch):
+@pytest.mark.parametrize("group_by_length", [False, True], ids=["shuffled", "grouped-by-length"])
+def test_resume_after_an_interruption_reaches_the_same_weights(assets, tmp_path, monkeypatch, group_by_length):
     common = dict(
+        group_by_length=group_by_length,
         num_train_epochs=3,
         per_device_train_batch_size=4,
         gradient_accumulation_steps=2,

@@ -475,7 +475,8 @@ def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
         assert value["--seed"] == str(seed) and value["--teacher_name_or_path"].endswith("stsb/teacher-seed42")
         assert reproduce.dependencies(by[f"stsb/at-inhibitor/seed{seed}"], runs) == [
             "stsb/teacher/seed42", f"stsb/transfer-inhibitor/seed{seed}"]  # fmt: skip
-    imdb = dict(zip(*[iter(reproduce.command_for(by["imdb/at-dot/seed42"], tmp_path, None, "/m")[2:])] * 2))
+    imdb_command = reproduce.command_for(by["imdb/at-dot/seed42"], tmp_path, None, "/m")
+    imdb = dict(zip(imdb_command, imdb_command[1:]))
     assert imdb["--max_seq_length"] == "256" and int(imdb["--max_train_samples"]) >= 5000
     assert "--max_eval_samples" not in imdb  # the full 25,000-review test set
     rte = reproduce.command_for(by["rte/teacher/seed42"], tmp_path, None, "/m")  # the intermediate task first
@@ -486,6 +487,12 @@ def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
     )
     cut = reproduce.build_protocol_grid(["sst2"], pair_seeds={"sst2": 1})
     assert [r.seed for r in cut if r.name == "at-inhibitor"] == [42]
+    # every stage of every model batches rows of similar length; IMDB runs after every other task's seeds
+    assert all(r.args.get("group_by_length") is True for r in runs)
+    assert all("--group_by_length" in reproduce.command_for(r, tmp_path, None, "/m") for r in runs)
+    tasks_in_order = [r.task for r in runs if r.task != "general"]
+    assert tasks_in_order.index("imdb") > max(i for i, t in enumerate(tasks_in_order) if t != "imdb")
+    assert [r.seed for r in runs if r.task == "stsb" and r.name == "at-dot"] == [42, 43, 44, 45, 46]
 
 
 def test_the_protocol_chooses_on_heldout_scores_and_falls_back_to_dev_for_the_earlier_grid():

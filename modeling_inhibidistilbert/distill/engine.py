@@ -31,9 +31,10 @@ import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, default_data_collator, get_scheduler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .checkpointing import (
     TrainerState,
@@ -151,6 +152,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     group.add_argument("--mixed_precision", choices=("no", "bf16", "fp16"), help="default: the accelerate config's")
     group.add_argument("--seed", type=int, default=42)
     group.add_argument("--dataloader_num_workers", type=int, default=0)
+    group.add_argument(
+        "--group_by_length",
+        action="store_true",
+        help="training batches of rows of similar length (Trainer's train_sampling_strategy='group_by_length'): less padding",
+    )
     # evaluation, checkpoints, logging
     group.add_argument("--eval_strategy", choices=("steps", "epoch"), help="default: steps if --eval_steps else epoch")
     group.add_argument("--eval_steps", type=int)
@@ -388,6 +394,26 @@ def check_batch(batch: dict, where: str) -> None:
 # THE ENGINE #
 
 
+class LengthGroupedSampler(Sampler):
+    """Trainer's `group_by_length` sampling order (transformers' `get_length_grouped_indices`: shuffled mega-batches, each sorted
+    by length) drawn from (seed, epoch) alone, so a resumed run sees the same batches (`set_epoch`, called by
+    Accelerate's data loader, picks the epoch)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int):
+        self.lengths = [len(ids) for ids in dataset["input_ids"]]
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 class Engine:
     """Set up the run (Accelerator, logging, seed, output folder) at construction; `train` runs an objective."""
 
@@ -449,9 +475,12 @@ class Engine:
         # Own generators: creating a data-loader iterator then draws no numbers from the global RNG (which dropout
         # uses), so an interrupted-and-resumed run stays bit-for-bit on the uninterrupted run's track.
         args = self.args
+        grouped = train and args.group_by_length
+        sampler = LengthGroupedSampler(dataset, args.per_device_train_batch_size, args.seed) if grouped else None
         return DataLoader(
             dataset,
-            shuffle=train,
+            shuffle=train and not grouped,
+            sampler=sampler,
             collate_fn=collator,
             batch_size=args.per_device_train_batch_size if train else args.per_device_eval_batch_size,
             num_workers=args.dataloader_num_workers,
