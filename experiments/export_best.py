@@ -5,7 +5,9 @@
 For each task, the inhibitor student (any recipe or seed, including the diagnosis variants that try to close the
 gap; the ablations, which remove a part on purpose, excluded) with the best selection score in the results file (the
 held-out score of the protocol's runs; the earlier grid, which has none, falls back to dev), among the runs whose
-folder is here, is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`.
+folder is here, is copied (its files, not its checkpoints) to `OUT/inhibidistilbert-minilm-<task>/`; the
+general-purpose encoder (the protocol's general attention transfer, seed 42, which the `ft-general-inhibitor` rows
+fine-tune) to `OUT/inhibidistilbert-minilm-general/`.
 The folder is checked as `hub_upload.py` would check it, and its README.md is the model card that `hub_upload.py`
 generates, with the teacher and the dot-product student of the same seed and recipe in the comparison table. The
 command that publishes it is printed; nothing is uploaded.
@@ -70,17 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{task}: the best run, {overall[task]['run_id']} ({score(overall[task]):.1f}), has no model folder "
                 f"here (rebuild it: experiments/reproduce.py ... --rebuild_missing); exporting the best one that has"
             )
-        source = REPO / run["output_dir"]
-        target = args.out / f"inhibidistilbert-minilm-{task}"
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for path in source.iterdir():
-            if path.is_file():
-                shutil.copy2(path, target / path.name)
-        # The installed package's code, which reads every config an earlier revision wrote (options added since
-        # default to the earlier behaviour); the checks below load and run the model with it.
-        for name in CODE_FILES:
-            shutil.copy2(PACKAGE_DIR / name, target / name)
+        target = copy_folder(REPO / run["output_dir"], args.out / f"inhibidistilbert-minilm-{task}")
         teacher = partner(rows, run, "teacher")
         # the dot-product student of the same recipe (at-dot for at-inhibitor), else the plain task-specific one
         same_recipe = partner(rows, run, run["model"].replace("inhibitor", "dot"))
@@ -91,12 +83,38 @@ def main(argv: list[str] | None = None) -> None:
                 path = args.out / f"{target.name}.{key}.json"  # next to the folder, not uploaded with it
                 path.write_text(json.dumps(partner_run["metrics"], indent=2))
                 extra[key] = str(path)
-        repo_id = f"{args.owner}/{target.name}"
-        result = publish(target, repo_id, dry_run=True, **extra)  # the same checks and card as the upload
-        (target / "README.md").write_text(str(result.card), encoding="utf-8")
-        flags = " ".join(f"--{k} {v}" for k, v in extra.items())
         print(f"{task}: {run['run_id']} ({score(run):.1f}) -> {target}")
-        print(f"    python hub_upload.py {target} --repo_id {repo_id} {flags}")
+        write_card(target, f"{args.owner}/{target.name}", extra)
+    general = [r for r in rows if r["run_id"] == GENERAL_ENCODER and has_model(r)]
+    if general:  # the general-purpose encoder that the community rows fine-tune (no task head, no task score)
+        target = copy_folder(REPO / general[0]["output_dir"], args.out / "inhibidistilbert-minilm-general")
+        print(f"general: {GENERAL_ENCODER} -> {target}")
+        write_card(target, f"{args.owner}/{target.name}", {})
+
+
+GENERAL_ENCODER = "general/transfer-inhibitor/seed42"  # the protocol's ft-general-inhibitor rows start from it
+
+
+def copy_folder(source: Path, target: Path) -> Path:
+    """The run's files (not its checkpoints) and the installed package's model code, in a fresh folder."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file():
+            shutil.copy2(path, target / path.name)
+    # The installed package's code, which reads every config an earlier revision wrote (options added since
+    # default to the earlier behaviour); the checks below load and run the model with it.
+    for name in CODE_FILES:
+        shutil.copy2(PACKAGE_DIR / name, target / name)
+    return target
+
+
+def write_card(target: Path, repo_id: str, extra: dict) -> None:
+    """The upload's own checks and model card (nothing uploaded), and the command that publishes the folder."""
+    result = publish(target, repo_id, dry_run=True, **extra)
+    (target / "README.md").write_text(str(result.card), encoding="utf-8")
+    flags = " ".join(f"--{k} {v}" for k, v in extra.items())
+    print(f"    python hub_upload.py {target} --repo_id {repo_id} {flags}")
 
 
 if __name__ == "__main__":

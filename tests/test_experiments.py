@@ -405,7 +405,9 @@ def test_verdict_rule_each_outcome():
     assert report.verdict(tight, I(-0.05, float("nan"), float("nan"), 1, 0))[0] == "inconclusive"
 
 
-def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_macro(tmp_path):
+def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_macro(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "PROTOCOL_PAIR_SEEDS", {"mrpc": 3, "rte": 3})  # this test's grid is the whole plan
+    monkeypatch.setattr(report, "PROTOCOL_CUT", {})
     rows = [
         _row("mrpc", "teacher", 42, {"eval_accuracy": 0.86, "eval_f1": 0.90}, role="teacher"),
         _row("rte", "teacher", 42, {"eval_accuracy": 0.55}, role="teacher"),  # majority class 52.7: not 5 points
@@ -435,6 +437,19 @@ def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_ma
         "Evaluated on a subset, not the full split:** rte (100 of 277 rows)"
         in (tmp_path / "docs/results.md").read_text()
     )
+    # a task with one seed stays out of the macro; a plan with seeds still to run gives an interim reading only
+    rows += [_row("imdb", "teacher", 42, {"eval_accuracy": 0.88}, role="teacher"),
+             _row("imdb", "at-dot", 42, {"eval_accuracy": 0.86}),
+             _row("imdb", "at-inhibitor", 42, {"eval_accuracy": 0.80}, attention="inhibitor")]  # fmt: skip
+    monkeypatch.setattr(report, "PROTOCOL_PAIR_SEEDS", {"mrpc": 5, "rte": 3})
+    monkeypatch.setattr(report, "PROTOCOL_CUT", {"imdb": 1})
+    results.write_text("\n".join(json.dumps(r) for r in rows))
+    report.main([str(results), "--out", str(tmp_path / "docs")])
+    text = (tmp_path / "docs/results.md").read_text()
+    assert "| imdb | 1 | 88.0 vs 50.0: one seed, not in the macro | -6.00" in text
+    assert "Macro over mrpc: -0.33 [-1.05, +0.38]" in text
+    assert "**Interim: the grid is unfinished** (pair seeds still to run: mrpc 3 of 5)" in text
+    assert "Verdict (the protocol's rule)" not in text
 
 
 def test_protocol_report_says_when_the_grid_has_not_run(tmp_path):
