@@ -357,6 +357,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         if len(gaps[task]) < 2:
             text = text.replace(": in the macro", "") + ("; " if ok is False else ": ") + "one seed, not in the macro"
         lines.append(f"| {task} | {len(gaps[task])} | {text} | {intervals[task].text()} |")
+    lines += ["", still_improving_line(scored + [r for r in rows if r["role"] == "community"], models)]
     missing = unfinished_pairs(gaps)
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
@@ -380,6 +381,39 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         f"{word}** ({reason}).",
         "",
     ]
+
+
+def improving_at_end(row: dict) -> bool | None:
+    """Whether the run's selection score (held-out rows) was best at its last evaluation, i.e. still improving when
+    training ended (None: fewer than two evaluations logged). `finetune_trainer.py` logs its held-out evaluations
+    during training as Trainer's `eval_*` and the final ones after `train_runtime`."""
+    events = read_log(row)
+    metric = get_task(row["task"]).main_metric
+    if row["role"] == "community":
+        end = next((i for i, e in enumerate(events) if "train_runtime" in e), len(events))
+        values = [e[f"eval_{metric}"] for e in events[:end] if f"eval_{metric}" in e]
+    else:
+        values = [e[f"heldout_{metric}"] for e in events if f"heldout_{metric}" in e]
+    if len(values) < 2:
+        return None
+    return values[-1] > max(values[:-1])
+
+
+def still_improving_line(rows: list[dict], models: list[str]) -> str:
+    """How many runs per model ended while their held-out score was still improving (protocol: read from the logs)."""
+    parts = []
+    for model in models:
+        flags = [improving_at_end(r) for r in rows if r["model"] == model]
+        known = [f for f in flags if f is not None]
+        if known:
+            parts.append(f"`{model}` {sum(known)} of {len(known)}")
+    if not parts:
+        return "Held-out curves: no run has two logged held-out evaluations yet."
+    return (
+        "Runs whose held-out score was best at their last evaluation (still improving when the epochs ran out): "
+        + ", ".join(parts)
+        + "."
+    )
 
 
 def unfinished_pairs(gaps: dict[str, list[float]], planned: dict[str, int] | None = None) -> str:

@@ -516,3 +516,22 @@ def test_the_protocol_chooses_on_heldout_scores_and_falls_back_to_dev_for_the_ea
     assert report.selection_score(chosen_on_heldout) == pytest.approx(90.0)
     assert report.selection_score(_row("sst2", "ts-dot", 42, {"eval_accuracy": 0.8})) == pytest.approx(80.0)
     assert max([best_on_dev, chosen_on_heldout], key=report.selection_score) is chosen_on_heldout
+
+
+def test_still_improving_reads_the_held_out_curve_of_each_kind_of_run(tmp_path):
+    def run(name, role, events):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "log_history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        return {"task": "sst2", "model": name, "role": role, "output_dir": str(folder), "run_id": f"sst2/{name}/seed42"}
+
+    rising = run("at-dot", "student", [{"heldout_accuracy": 0.70}, {"loss": 0.3}, {"heldout_accuracy": 0.74}])
+    flat = run("at-inhibitor", "student", [{"heldout_accuracy": 0.74}, {"heldout_accuracy": 0.74}])
+    # Trainer's log: held-out evaluations named eval_* during training; after train_runtime, the final held-out and
+    # the dev evaluations (not part of the curve)
+    trainer = run("ft-minilm", "community", [{"eval_accuracy": 0.70}, {"eval_accuracy": 0.69}, {"train_runtime": 9},
+                                             {"heldout_accuracy": 0.70}, {"eval_accuracy": 0.90}])  # fmt: skip
+    assert [report.improving_at_end(r) for r in (rising, flat, trainer)] == [True, False, False]
+    assert report.improving_at_end(run("teacher", "teacher", [{"heldout_accuracy": 0.7}])) is None
+    line = report.still_improving_line([rising, flat, trainer], ["at-dot", "at-inhibitor", "ft-minilm", "ts-dot"])
+    assert "`at-dot` 1 of 1, `at-inhibitor` 0 of 1, `ft-minilm` 0 of 1." in line
