@@ -177,7 +177,11 @@ def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tm
     import export_best
     from transformers import BertTokenizer
 
-    from modeling_inhibidistilbert import InhibiDistilBertConfig, InhibiDistilBertForSequenceClassification
+    from modeling_inhibidistilbert import (
+        InhibiDistilBertConfig,
+        InhibiDistilBertForSequenceClassification,
+        InhibiDistilBertModel,
+    )
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film"]
     rows = []
@@ -208,9 +212,20 @@ def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tm
     for folder in (tmp_path / "runs").glob("t*-[12]"):  # teacher-*, ts-dot-*: the card's comparison rows come
         if "inhibitor" not in folder.name:  # from the results file
             (folder / "all_results.json").unlink()
+    general = tmp_path / "runs" / "general"  # the general-purpose encoder (the protocol's general transfer, seed 42)
+    InhibiDistilBertModel(config).save_pretrained(general)
+    BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(general)
+    (general / "all_results.json").write_text(json.dumps({"task_name": "general", "eval_loss": 0.4}))
+    (general / "training_args.json").write_text(json.dumps({"task_name": "general", "objective": "attention_transfer"}))
+    rows.append({"run_id": export_best.GENERAL_ENCODER, "task": "general", "model": "transfer-inhibitor",
+                 "role": "general", "attention": "inhibitor", "seed": 42, "group": "protocol",
+                 "metrics": {"task_name": "general"}, "output_dir": str(general)})  # fmt: skip
     results = tmp_path / "results.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows))
     export_best.main([str(results), "--out", str(tmp_path / "hub"), "--owner", "me"])
+    encoder = tmp_path / "hub" / "inhibidistilbert-minilm-general"
+    assert (encoder / "model.safetensors").is_file() and (encoder / "modeling_inhibidistilbert.py").is_file()
+    assert "a general-purpose encoder" in (encoder / "README.md").read_text()
     assert "sst2/ts-inhibitor/seed3 (95.0), has no model folder here" in capsys.readouterr().out
     out = tmp_path / "hub" / "inhibidistilbert-minilm-sst2"
     assert (out / "model.safetensors").is_file() and not (out / "checkpoints").exists()
