@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,7 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results_file", type=Path)
     parser.add_argument("--out", type=Path, default=Path("outputs/hub"))
     parser.add_argument("--owner", default="OWNER", help="Hub namespace for the repo ids in the cards")
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="rescore every exported task folder with experiments/evaluate_folder.py in a fresh process and keep its "
+        "output next to the results file (RESULTS-exports.txt, which experiments/report.py shows)",
+    )
+    parser.add_argument("--data_dir", default=None, help="for --evaluate: GLUE-layout data folder")
     args = parser.parse_args(argv)
+    evaluations = []
     rows = load(args.results_file)
     overall, exportable = best_students(rows), best_students(rows, has_model)
     for task in sorted(set(overall) - set(exportable)):
@@ -85,11 +94,32 @@ def main(argv: list[str] | None = None) -> None:
                 extra[key] = str(path)
         print(f"{task}: {run['run_id']} ({score(run):.1f}) -> {target}")
         write_card(target, f"{args.owner}/{target.name}", extra)
+        if args.evaluate:
+            evaluations.append(evaluate(target, task, run, args.data_dir))
+    if args.evaluate:
+        log = exports_log(args.results_file)
+        log.write_text("\n".join(evaluations) + "\n")
+        print(f"evaluate_folder.py outputs -> {log}")
     general = [r for r in rows if r["run_id"] == GENERAL_ENCODER and has_model(r)]
     if general:  # the general-purpose encoder that the community rows fine-tune (no task head, no task score)
         target = copy_folder(REPO / general[0]["output_dir"], args.out / "inhibidistilbert-minilm-general")
         print(f"general: {GENERAL_ENCODER} -> {target}")
         write_card(target, f"{args.owner}/{target.name}", {})
+
+
+def exports_log(results_file: Path) -> Path:
+    return results_file.with_name(f"{results_file.stem}-exports.txt")
+
+
+def evaluate(folder: Path, task: str, run: dict, data_dir: str | None) -> str:
+    """evaluate_folder.py's output for one exported folder (a fresh process), with the command and its exit status."""
+    command = [sys.executable, str(REPO / "experiments" / "evaluate_folder.py"), str(folder), "--task", task]
+    command += ["--data_dir", data_dir] if data_dir else []
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    shown = " ".join(["python experiments/evaluate_folder.py", folder.name, "--task", task])
+    output = "\n".join(line for line in done.stdout.splitlines() if line.strip())
+    print(output)
+    return f"$ {shown}   # {run['run_id']}\n{output}\nexit status {done.returncode}\n"
 
 
 GENERAL_ENCODER = "general/transfer-inhibitor/seed42"  # the protocol's ft-general-inhibitor rows start from it

@@ -361,26 +361,27 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     missing = unfinished_pairs(gaps)
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
-        return lines + ["", "No task has a paired difference that counts in the macro yet: no verdict.", ""]
-    macro = macro_interval(counted)
-    word, reason = verdict({t: intervals[t] for t in counted}, macro)
-    if missing:
-        return lines + [
-            "",
-            f"Macro over {', '.join(counted)}: {macro.text()}.",
-            "",
-            f"**Interim: the grid is unfinished** (pair seeds still to run: {missing}). The rule applied to the runs "
-            f'so far reads "{word}" ({reason}); it is not the protocol\'s answer until every task has its seeds.',
-            "",
-        ]
-    return lines + [
-        "",
-        f"Macro over {', '.join(counted)}: {macro.text()}.",
-        "",
-        f"**Verdict (the protocol's rule): inhibitor within {GOAL_MACRO_GAP:g} point of the dot-product student: "
-        f"{word}** ({reason}).",
-        "",
-    ]
+        lines += ["", "No task has a paired difference that counts in the macro yet: no verdict.", ""]
+    else:
+        macro = macro_interval(counted)
+        word, reason = verdict({t: intervals[t] for t in counted}, macro)
+        lines += ["", f"Macro over {', '.join(counted)}: {macro.text()}.", ""]
+        if missing:
+            lines.append(
+                f"**Interim: the grid is unfinished** (pair seeds still to run: {missing}). The rule applied to the "
+                f'runs so far reads "{word}" ({reason}); it is not the protocol\'s answer until every task has its seeds.'
+            )
+        else:
+            lines.append(
+                f"**Verdict (the protocol's rule): inhibitor within {GOAL_MACRO_GAP:g} point of the dot-product "
+                f"student: {word}** ({reason})."
+            )
+        lines.append("")
+    exports = results_file.with_name(f"{results_file.stem}-exports.txt")
+    if exports.is_file():  # experiments/export_best.py --evaluate: the exported folders rescored in a fresh process
+        lines += ["### The exported Hub folders, rescored by `experiments/evaluate_folder.py` in a fresh process",
+                  "", "```", *exports.read_text().strip().splitlines(), "```", ""]  # fmt: skip
+    return lines
 
 
 def improving_at_end(row: dict) -> bool | None:

@@ -54,3 +54,31 @@ def test_evaluate_folder_reproduces_the_card_number_in_a_fresh_process(assets, t
     (out / "all_results.json").write_text(json.dumps(results))
     done = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert done.returncode == 1 and "differs" in done.stdout + done.stderr
+
+
+def test_export_best_rescores_each_exported_folder_and_the_report_shows_it(assets, tmp_path, monkeypatch):
+    """`export_best.py --evaluate`: every exported folder goes through evaluate_folder.py in a fresh process; the
+    outputs are kept next to the results file and shown by the report."""
+    import export_best
+    import finetune_trainer
+    import report
+
+    for key, value in subprocess_env().items():  # the evaluator's process: offline, one thread
+        monkeypatch.setenv(key, value)
+    run_folder = tmp_path / "runs" / "sst2-at-inhibitor"
+    finetune_trainer.main([
+        str(assets["student"]), "--task", "sst2", "--data_dir", str(assets["data"]), "--output_dir", str(run_folder),
+        "--num_train_epochs", "1", "--heldout_min_rows", "8", "--max_seq_length", "32",
+    ])  # fmt: skip
+    row = {"run_id": "sst2/at-inhibitor/seed42", "task": "sst2", "model": "at-inhibitor", "role": "student",
+           "attention": "inhibitor", "seed": 42, "group": "protocol", "output_dir": str(run_folder), "hardware": "cpu",
+           "metrics": json.loads((run_folder / "all_results.json").read_text())}  # fmt: skip
+    results = tmp_path / "protocol.jsonl"
+    results.write_text(json.dumps(row) + "\n")
+    export_best.main([str(results), "--out", str(tmp_path / "hub"), "--evaluate", "--data_dir", str(assets["data"])])
+    log = (tmp_path / "protocol-exports.txt").read_text()
+    assert "evaluate_folder.py inhibidistilbert-minilm-sst2 --task sst2   # sst2/at-inhibitor/seed42" in log
+    assert "matches" in log and "differs" not in log and "exit status 0" in log
+    report.main([str(results), "--out", str(tmp_path / "docs")])
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "rescored by `experiments/evaluate_folder.py` in a fresh process" in text and "exit status 0" in text
