@@ -630,11 +630,20 @@ def print_estimate(grid: list[Run], cost_file: Path) -> float:
 
 
 def hardware() -> str:
+    """The machine a row ran on: the GPU, or the CPU model with its vector extensions and cores (benchmarks/common)."""
     try:
         import torch
 
-        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
-        return f"{device}, torch {torch.__version__}, {platform.processor() or platform.machine()}"
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.common import cpu_name, cpu_vector_extensions, usable_cores
+
+        extensions = ", ".join(cpu_vector_extensions()) or "no vector extensions found"
+        device = (
+            torch.cuda.get_device_name(0)
+            if torch.cuda.is_available()
+            else f"{cpu_name()} ({extensions}; {usable_cores()} cores)"
+        )
+        return f"{device}, torch {torch.__version__}, {platform.machine()}"
     except ImportError:
         return platform.machine()
 
