@@ -485,7 +485,8 @@ def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
         pair[(r.task, r.name)].append(r.seed)
     assert pair[("stsb", "at-dot")] == pair[("stsb", "at-inhibitor")] == [42, 43, 44, 45, 46]
     assert pair[("sst2", "at-inhibitor")] == pair[("imdb", "at-dot")] == [42, 43, 44]
-    assert pair[("stsb", "ts-dot")] == [42, 43, 44] and pair[("imdb", "ts-dot")] == [42]
+    assert pair[("stsb", "ts-dot")] == pair[("imdb", "ts-dot")] == [42]  # the second baseline: one seed
+    assert pair[("stsb", "ft-minilm")] == pair[("stsb", "ft-general-inhibitor")] == [42, 43, 44]
     assert pair[("general", "transfer-inhibitor")] == [42, 43, 44, 45, 46]  # the first stage, per seed
     assert pair[("stsb", "teacher")] == [42]
     by = {reproduce.run_id_of(r): r for r in runs}
