@@ -322,6 +322,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
             "",
         ]
     tasks = tasks_of(scored)
+    community = [r for r in rows if r["role"] == "community"]
     models = ["teacher", dot, inh, PROTOCOL_BASELINE, *PROTOCOL_COMMUNITY]
     subsets = sorted({f"{r['task']} ({r['metrics']['eval_samples']} of {get_task(r['task']).eval_size} rows)"
                       for r in scored if r["metrics"].get("eval_samples", get_task(r["task"]).eval_size)
@@ -337,7 +338,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         "",
         "### Scores (x100, main evaluation split; mean ± std over seeds)",
         "",
-        *metric_table(scored, models, tasks),
+        *metric_table(scored + community, models, tasks),
         "### Paired differences and the verdict",
         "",
         f"Per task: GLUE's task score (the mean of the task's metrics), `{inh}` − `{dot}` of the same seed, mean over "
@@ -357,7 +358,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         if len(gaps[task]) < 2:
             text = text.replace(": in the macro", "") + ("; " if ok is False else ": ") + "one seed, not in the macro"
         lines.append(f"| {task} | {len(gaps[task])} | {text} | {intervals[task].text()} |")
-    lines += ["", still_improving_line(scored + [r for r in rows if r["role"] == "community"], models)]
+    lines += ["", still_improving_line(scored + community, models)]
     missing = unfinished_pairs(gaps)
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
@@ -377,6 +378,14 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
                 f"student: {word}** ({reason})."
             )
         lines.append("")
+    ft_dot, ft_inh = PROTOCOL_COMMUNITY
+    lines += gap_section(
+        community,
+        ft_dot,
+        ft_inh,
+        "the community row: plain `transformers.Trainer` fine-tuning of "
+        "MiniLM and of the general-purpose inhibitor encoder, the same recipe, no teacher; no verdict",
+    )
     exports = results_file.with_name(f"{results_file.stem}-exports.txt")
     if exports.is_file():  # experiments/export_best.py --evaluate: the exported folders rescored in a fresh process
         lines += ["### The exported Hub folders, rescored by `experiments/evaluate_folder.py` in a fresh process",

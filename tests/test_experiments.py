@@ -434,11 +434,18 @@ def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_ma
         )
         rows.append(_row("rte", "at-dot", seed, {"eval_accuracy": 0.60}))
         rows.append(_row("rte", "at-inhibitor", seed, {"eval_accuracy": 0.50}, attention="inhibitor"))
+    for seed, (minilm, inhibitor) in enumerate([(0.80, 0.70), (0.82, 0.74)], start=42):  # the community row
+        rows.append(_row("mrpc", "ft-minilm", seed, {"eval_accuracy": minilm, "eval_f1": minilm}, role="community"))
+        rows.append(_row("mrpc", "ft-general-inhibitor", seed, {"eval_accuracy": inhibitor, "eval_f1": inhibitor},
+                         role="community", attention="inhibitor"))  # fmt: skip
     results = tmp_path / "protocol.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows))
     report.main([str(results), "--out", str(tmp_path / "docs")])
     text = (tmp_path / "docs/results.md").read_text()
     assert text.index("## The identical-recipe comparison: `at-inhibitor` against `at-dot`") < text.index("Verdict")
+    assert "| ft-general-inhibitor | 72.0 ± 2.8 (n=2) |" in text  # beside the pair, labelled, with no verdict
+    community = text[text.index("### ft-general-inhibitor − ft-minilm") :]
+    assert "| -9.00 [-21.71, +3.71] (n=2) |" in community and "Verdict" not in community  # t(1) = 12.706, se 1
     assert "| mrpc | 3 | 88.0 vs 74.8: in the macro | -0.33 [" in text  # GLUE's task score: mean of acc. and F1
     assert "| rte | 3 | 55.0 vs 52.7: left out of the macro | -10.00 [-10.00, -10.00] |" in text
     assert "Macro over mrpc: -0.33 [-1.05, +0.38]" in text  # t(2) = 4.303, sd 0.289, n 3
