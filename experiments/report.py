@@ -325,7 +325,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     community = [r for r in rows if r["role"] == "community"]
     models = ["teacher", dot, inh, PROTOCOL_BASELINE, *PROTOCOL_COMMUNITY]
     subsets = sorted({f"{r['task']} ({r['metrics']['eval_samples']} of {get_task(r['task']).eval_size} rows)"
-                      for r in scored if r["metrics"].get("eval_samples", get_task(r["task"]).eval_size)
+                      for r in scored + community if r["metrics"].get("eval_samples", get_task(r["task"]).eval_size)
                       != get_task(r["task"]).eval_size})  # fmt: skip
     if subsets:
         lines += [f"**Evaluated on a subset, not the full split:** {', '.join(subsets)}.", ""]

@@ -452,7 +452,7 @@ def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_ma
     assert "within 1 point of the dot-product student: inconclusive**" in text  # the interval crosses -1
     assert "| mrpc acc. | mrpc F1 |" in text.replace(" | rte acc.", "")  # every GLUE metric gets a column
     assert "goal met" not in text.lower() and "subset" not in text
-    rows[-1]["metrics"]["eval_samples"] = 100  # a row scored on part of the dev set is flagged
+    next(r for r in rows if r["run_id"] == "rte/at-inhibitor/seed44")["metrics"]["eval_samples"] = 100  # flagged
     results.write_text("\n".join(json.dumps(r) for r in rows))
     report.main([str(results), "--out", str(tmp_path / "docs")])
     assert (
