@@ -60,7 +60,9 @@ _MINILM_L6 = (
     "microsoft/xtremedistil-l6-h384-uncased model card (GLUE dev; MiniLM 6x384, 22M parameters, from the MiniLM "
     "paper, Wang et al. 2020, arXiv 2002.10957)"
 )
-_ALL_MINILM_STSB = "a public all-MiniLM-L6-v2 fine-tune on full STS-B (quoted in the project's spec, ../shared/docs/method.md)"
+_ALL_MINILM_STSB = (
+    "a public all-MiniLM-L6-v2 fine-tune on full STS-B (quoted in the project's spec, ../shared/docs/method.md)"
+)
 
 
 def _distilbert(value: float, metric: str | None, note: str = "") -> PublishedScore:

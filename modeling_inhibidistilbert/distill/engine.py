@@ -155,7 +155,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     group.add_argument(
         "--group_by_length",
         action="store_true",
-        help="training batches of rows of similar length (Trainer's train_sampling_strategy='group_by_length'): less padding",
+        help="training batches of rows of similar length (Trainer's train_sampling_strategy='group_by_length'): "
+        "less padding",
     )
     # evaluation, checkpoints, logging
     group.add_argument("--eval_strategy", choices=("steps", "epoch"), help="default: steps if --eval_steps else epoch")
@@ -395,9 +396,9 @@ def check_batch(batch: dict, where: str) -> None:
 
 
 class LengthGroupedSampler(Sampler):
-    """Trainer's `group_by_length` sampling order (transformers' `get_length_grouped_indices`: shuffled mega-batches, each sorted
-    by length) drawn from (seed, epoch) alone, so a resumed run sees the same batches (`set_epoch`, called by
-    Accelerate's data loader, picks the epoch)."""
+    """Trainer's `group_by_length` sampling order (transformers' `get_length_grouped_indices`: shuffled mega-batches,
+    each sorted by length) drawn from (seed, epoch) alone, so a resumed run sees the same batches (`set_epoch`, called
+    by Accelerate's data loader, picks the epoch)."""
 
     def __init__(self, dataset, batch_size: int, seed: int):
         self.lengths = [len(ids) for ids in dataset["input_ids"]]
