@@ -370,7 +370,8 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         if missing:
             lines.append(
                 f"**Interim: the grid is unfinished** (pair seeds still to run: {missing}). The rule applied to the "
-                f'runs so far reads "{word}" ({reason}); it is not the protocol\'s answer until every task has its seeds.'
+                f'runs so far reads "{word}" ({reason}); it is not the protocol\'s answer until every task has its '
+                "seeds."
             )
         else:
             lines.append(
