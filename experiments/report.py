@@ -387,6 +387,8 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         "the community row: plain `transformers.Trainer` fine-tuning of "
         "MiniLM and of the general-purpose inhibitor encoder, the same recipe, no teacher; no verdict",
     )
+    for stage in sorted({r["group"] for r in rows if r["group"].startswith("stage-")}):
+        lines += stage_section(rows, stage)
     exports = results_file.with_name(f"{results_file.stem}-exports.txt")
     if exports.is_file():  # experiments/export_best.py --evaluate: the exported folders rescored in a fresh process
         lines += ["### The exported Hub folders, rescored by `experiments/evaluate_folder.py` in a fresh process",
@@ -394,17 +396,45 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     return lines
 
 
+def heldout_curve(row: dict) -> list[float]:
+    """The run's selection score (held-out rows, main metric) at each logged evaluation."""
+    metric = get_task(row["task"]).main_metric
+    return [e[f"heldout_{metric}"] for e in read_log(row) if f"heldout_{metric}" in e]
+
+
+def stage_section(rows: list[dict], stage: str) -> list[str]:
+    """A logged stage (experiments/reproduce.py PROTOCOL_STAGES): its runs beside the protocol's runs of the same task
+    and seed, with their held-out curves; its own results, not the protocol's answer, and no verdict."""
+    runs = [r for r in rows if r["group"] == stage]
+    keys = {(r["task"], r["seed"]) for r in runs}
+    reference = [r for r in rows if r["model"] in PROTOCOL_PAIR and (r["task"], r["seed"]) in keys]
+    lines = [
+        f"### Logged stage `{stage.removeprefix('stage-')}` (its own results, not the protocol's answer; no verdict)",
+        "",
+        "Both students of the pair with one change (experiments/reproduce.py `PROTOCOL_STAGES`), beside the protocol's "
+        "runs of the same task and seed. Held-out curve: the selection score (main metric, x100) at each evaluation.",
+        "",
+        "| task | seed | model | epochs run | held-out curve | dev (GLUE task score) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in sorted(reference + runs, key=lambda r: (r["task"], r["seed"], r["group"] != "protocol", r["model"])):
+        curve = ", ".join(f"{100 * v:.1f}" for v in heldout_curve(row)) or "–"
+        epochs = row["metrics"].get("epoch")
+        lines.append(f"| {row['task']} | {row['seed']} | {row['model']} | "
+                     f"{'–' if epochs is None else f'{float(epochs):g}'} | {curve} | {score(row):.1f} |")  # fmt: skip
+    return lines + [""]
+
+
 def improving_at_end(row: dict) -> bool | None:
     """Whether the run's selection score (held-out rows) was best at its last evaluation, i.e. still improving when
     training ended (None: fewer than two evaluations logged). `finetune_trainer.py` logs its held-out evaluations
     during training as Trainer's `eval_*` and the final ones after `train_runtime`."""
-    events = read_log(row)
-    metric = get_task(row["task"]).main_metric
     if row["role"] == "community":
+        events, metric = read_log(row), get_task(row["task"]).main_metric
         end = next((i for i, e in enumerate(events) if "train_runtime" in e), len(events))
         values = [e[f"eval_{metric}"] for e in events[:end] if f"eval_{metric}" in e]
     else:
-        values = [e[f"heldout_{metric}"] for e in events if f"heldout_{metric}" in e]
+        values = heldout_curve(row)
     if len(values) < 2:
         return None
     return values[-1] > max(values[:-1])

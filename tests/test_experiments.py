@@ -558,3 +558,34 @@ def test_still_improving_reads_the_held_out_curve_of_each_kind_of_run(tmp_path):
     assert report.improving_at_end(run("teacher", "teacher", [{"heldout_accuracy": 0.7}])) is None
     line = report.still_improving_line([rising, flat, trainer], ["at-dot", "at-inhibitor", "ft-minilm", "ts-dot"])
     assert "`at-dot` 1 of 1, `at-inhibitor` 0 of 1, `ft-minilm` 0 of 1." in line
+
+
+def test_a_logged_stage_reuses_the_protocols_inputs_and_is_reported_apart(tmp_path):
+    runs = reproduce.build_protocol_stage("long")
+    grid = reproduce.build_protocol_grid(["stsb"]) + runs
+    assert [reproduce.run_id_of(r) for r in runs] == ["stsb/at-dot-long/seed42", "stsb/at-inhibitor-long/seed42"]
+    for run in runs:  # the protocol's student but for the stage's change, from the protocol's teacher and transfer
+        protocol = next(r for r in grid if r.group == "protocol" and r.name == run.name.removesuffix("-long")
+                        and r.seed == run.seed)  # fmt: skip
+        assert {k: v for k, v in run.args.items() if protocol.args.get(k) != v} == {"num_train_epochs": 8}
+        assert reproduce.dependencies(run, grid) == reproduce.dependencies(protocol, grid)
+    dot, inh = (reproduce.command_for(r, tmp_path, None, "/m") for r in runs)
+    assert [(a, b) for a, b in zip(dot, inh) if a != b] == [
+        (str(tmp_path / "stsb/transfer-dot-seed42"), str(tmp_path / "stsb/transfer-inhibitor-seed42")),
+        ("dot", "inhibitor"),
+        (str(tmp_path / "stsb/at-dot-long-seed42"), str(tmp_path / "stsb/at-inhibitor-long-seed42")),
+    ]
+
+    def row(model, group, pearson, curve):
+        folder = tmp_path / model
+        folder.mkdir()
+        (folder / "log_history.jsonl").write_text("".join(json.dumps({"heldout_spearmanr": v}) + "\n" for v in curve))
+        return {**_row("stsb", model, 42, {"eval_pearson": pearson, "eval_spearmanr": pearson, "epoch": len(curve)}),
+                "group": group, "output_dir": str(folder)}  # fmt: skip
+
+    rows = [row("at-dot", "protocol", 0.84, [0.82, 0.84, 0.84]), row("at-inhibitor", "protocol", 0.56, [0.3, 0.6]),
+            row("at-inhibitor-long", "stage-long", 0.70, [0.3, 0.6, 0.7, 0.72])]  # fmt: skip
+    text = "\n".join(report.stage_section(rows, "stage-long"))
+    assert "Logged stage `long` (its own results, not the protocol's answer; no verdict)" in text
+    assert "| stsb | 42 | at-inhibitor-long | 4 | 30.0, 60.0, 70.0, 72.0 | 70.0 |" in text
+    assert "| stsb | 42 | at-dot | 3 | 82.0, 84.0, 84.0 | 84.0 |" in text  # the protocol's runs beside it
