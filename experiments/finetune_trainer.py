@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
         "max_seq_length": args.max_seq_length,
         "train_runtime": round(output.metrics["train_runtime"], 1),
         "wall_time_s": round(time.time() - started, 1),
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        # the checkpoint's name only: results files and Hub folders carry no path of this machine
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
         "seed": args.seed,
     }
     trainer.save_model(str(args.output_dir))

@@ -31,6 +31,7 @@ def test_finetune_trainer_chooses_on_heldout_and_reports_dev_once(assets, tmp_pa
     assert written == results
     assert set(written) >= {"eval_accuracy", "eval_f1", "heldout_accuracy", "heldout_f1", "train_runtime"}
     assert written["heldout_samples"] == 8 and written["train_samples"] == 48 - 8 and written["eval_samples"] == 24
+    assert written["best_checkpoint"].startswith("checkpoint-")  # a name, no path of this machine
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
 
 
