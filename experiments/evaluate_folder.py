@@ -13,7 +13,6 @@ Exit status 0 when every number matches, 1 when one differs, 2 when the folder s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -21,14 +20,8 @@ from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _registry():
-    """The task registry loaded by path, so that nothing of this repository's package is imported before the model."""
-    spec = importlib.util.spec_from_file_location("inhibidistilbert_tasks", REPO / "modeling_inhibidistilbert/tasks.py")
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce import task_registry  # noqa: E402  (stdlib only: nothing of the package is imported before the model)
 
 
 def decimals(value) -> int:
@@ -75,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--digits", type=int, default=4, help="compare at most this many decimals")
     args = parser.parse_args(argv)
-    registry = _registry()
+    registry = task_registry()
     task = registry.get_task(args.task)
     stated = card_numbers(args.folder, registry)
     if not stated:

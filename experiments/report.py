@@ -1,11 +1,12 @@
 """Turn the results files written by `experiments/reproduce.py` into docs/results.md and PNG plots.
 
-    python experiments/report.py results/protocol-cpu.jsonl --earlier results/grid-cpu.jsonl --out docs \
-        --notes docs/results_notes.md
+    python experiments/report.py results/protocol-cpu.jsonl --first_version results/protocol-cpu-v1.jsonl \
+        --earlier results/grid-cpu.jsonl --out docs --notes docs/results_notes.md
 
 The report leads with the protocol's identical-recipe comparison (docs/protocol.md): per task and on the macro, the
 mean paired difference inhibitor − dot-product over seeds with a 95% t-interval, and the protocol's verdict rule
-applied mechanically (`verdict`). `--earlier` adds the earlier small-scale grid (2,000 rows, choices made on dev) as
+applied mechanically (`verdict`). `--first_version` adds the protocol's superseded first version (a dated change in
+docs/protocol.md) as such; `--earlier` adds the earlier small-scale grid (2,000 rows, choices made on dev) as
 such, with no verdict. Every number comes from the results files (and the runs' log_history.jsonl for the curves);
 `--notes` appends a hand-written discussion that quotes no number of its own. Task facts (metrics, names, published
 scores, majority class) come from the task registry, `modeling_inhibidistilbert/tasks.py`.
@@ -14,11 +15,9 @@ scores, majority class) come from the task registry, `modeling_inhibidistilbert/
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import statistics
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,23 +29,17 @@ from reproduce import (  # next to this file
     PROTOCOL_PAIR,
     PROTOCOL_PAIR_SEEDS,
     RECOMMENDED,
+    TEACHER_MARGIN,
+    task_registry,
+    teacher_margin,
+    weak_teacher_tasks,
 )
 from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]  # run folders are recorded relative to it
 
 
-def _registry():
-    """The task registry (modeling_inhibidistilbert/tasks.py, pure) loaded by path: the report needs no torch."""
-    if "modeling_inhibidistilbert.tasks" in sys.modules:
-        return sys.modules["modeling_inhibidistilbert.tasks"]
-    spec = importlib.util.spec_from_file_location("inhibidistilbert_tasks", REPO / "modeling_inhibidistilbert/tasks.py")
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-METRICS, get_task = _registry().METRICS, _registry().get_task
+METRICS, get_task = task_registry().METRICS, task_registry().get_task
 
 TASK_ORDER = ("sst2", "cola", "mrpc", "rte", "stsb", "qnli", "imdb")
 MODELS = (
@@ -262,17 +255,12 @@ def gap_section(rows: list[dict], dot: str, inh: str, what: str = "") -> list[st
 def teacher_check(rows: list[dict], task: str) -> tuple[bool | None, str]:
     """Whether the task's teacher beats its majority class by the protocol's margin (None: no teacher row or no
     majority score in the registry) and the text for the table."""
-    spec = get_task(task)
-    teachers = [score(r) for r in rows if r["task"] == task and r["role"] == "teacher"]
-    if not teachers or not spec.majority:
+    checks = [c for r in rows if r["task"] == task and r["role"] == "teacher" and (c := teacher_margin(r))]
+    if not checks:
         return None, "–"
-    majority = statistics.mean(spec.majority[m] for m in spec.metrics)
-    best = max(teachers)
+    best, majority = max(checks)
     ok = best >= majority + TEACHER_MARGIN
     return ok, f"{best:.1f} vs {majority:.1f}: {'in the macro' if ok else 'left out of the macro'}"
-
-
-TEACHER_MARGIN = 5.0  # points over the majority class a teacher needs for its task to count in the macro
 
 
 def metric_table(rows: list[dict], models: list[str], tasks: list[str]) -> list[str]:
@@ -313,6 +301,13 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     dot, inh = PROTOCOL_PAIR
     lines = [f"## The identical-recipe comparison: `{inh}` against `{dot}` (protocol)", ""]
     scored = [r for r in rows if r["role"] in ("teacher", "student")]
+    if rows and not scored:
+        return lines + [
+            f"No teacher or student of the protocol has finished yet ({len(rows)} finished runs in `{results_file}`: "
+            f"{', '.join(sorted(r['run_id'] for r in rows))}): no comparison and no verdict. Until the grid has run, "
+            "this project makes no claim about how close the inhibitor student comes to the dot-product student.",
+            "",
+        ]
     if not scored:
         return lines + [
             f"The protocol grid (docs/protocol.md) has not run yet: `{results_file}` holds no finished run. It needs "
@@ -359,7 +354,8 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
             text = text.replace(": in the macro", "") + ("; " if ok is False else ": ") + "one seed, not in the macro"
         lines.append(f"| {task} | {len(gaps[task])} | {text} | {intervals[task].text()} |")
     lines += ["", still_improving_line(scored + community, models)]
-    missing = unfinished_pairs(gaps)
+    weak = weak_teacher_tasks({r["run_id"]: r for r in scored})  # their pair runs on its first seed only
+    missing = unfinished_pairs(gaps, {**PROTOCOL_PAIR_SEEDS, **PROTOCOL_CUT, **{t: 1 for t in weak}})
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
         lines += ["", "No task has a paired difference that counts in the macro yet: no verdict.", ""]
@@ -389,11 +385,52 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     )
     for stage in sorted({r["group"] for r in rows if r["group"].startswith("stage-")}):
         lines += stage_section(rows, stage)
+    return lines + exports_block(results_file)
+
+
+def exports_block(results_file: Path) -> list[str]:
+    """experiments/export_best.py --evaluate's output kept next to the results file: the exported folders rescored
+    by experiments/evaluate_folder.py in a fresh process."""
     exports = results_file.with_name(f"{results_file.stem}-exports.txt")
-    if exports.is_file():  # experiments/export_best.py --evaluate: the exported folders rescored in a fresh process
-        lines += ["### The exported Hub folders, rescored by `experiments/evaluate_folder.py` in a fresh process",
-                  "", "```", *exports.read_text().strip().splitlines(), "```", ""]  # fmt: skip
-    return lines
+    if not exports.is_file():
+        return []
+    return ["### The exported Hub folders, rescored by `experiments/evaluate_folder.py` in a fresh process",
+            "", "```", *exports.read_text().strip().splitlines(), "```", ""]  # fmt: skip
+
+
+def first_version_section(rows: list[dict], results_file: Path) -> list[str]:
+    """The protocol's first version: its runs, kept in their own results file when a dated change superseded them
+    (docs/protocol.md, Changes), with their held-out curves and the logged stages that ran on it; no verdict."""
+    dot, inh = PROTOCOL_PAIR
+    scored = [r for r in rows if r["role"] in ("teacher", "student")]
+    lines = [
+        f"## The protocol's first version, superseded (`{results_file}`; no verdict)",
+        "",
+        "The runs of the protocol as first written, before the dated change in docs/protocol.md that superseded them, "
+        "kept as they ran. Their teachers and transfers are their own, so no run here pairs with a run above.",
+        "",
+        "### Scores (x100, main evaluation split; mean ± std over seeds)",
+        "",
+        *metric_table(scored, ["teacher", dot, inh, PROTOCOL_BASELINE], tasks_of(scored)),
+        "| task | seed | model | epochs run | held-out curve | dev (GLUE task score) |",
+        "|---|---|---|---|---|---|",
+    ]
+    protocol = [r for r in scored if r["group"] == "protocol"]
+    for row in sorted(protocol, key=lambda r: (r["task"], r["seed"], r["model"])):
+        lines.append(curve_row(row))
+    lines += ["", still_improving_line(protocol, ["teacher", dot, inh, PROTOCOL_BASELINE]), ""]
+    lines += gap_section(protocol, dot, inh, "the identical-recipe pair of the first version")
+    for stage in sorted({r["group"] for r in rows if r["group"].startswith("stage-")}):
+        lines += stage_section(rows, stage)
+    return lines + exports_block(results_file)
+
+
+def curve_row(row: dict) -> str:
+    """One run's line of a curve table: task, seed, model, epochs run, held-out curve (x100), dev task score."""
+    curve = ", ".join(f"{100 * v:.1f}" for v in heldout_curve(row)) or "–"
+    epochs = row["metrics"].get("epoch")
+    return (f"| {row['task']} | {row['seed']} | {row['model']} | {'–' if epochs is None else f'{float(epochs):g}'} | "
+            f"{curve} | {score(row):.1f} |")  # fmt: skip
 
 
 def heldout_curve(row: dict) -> list[float]:
@@ -418,10 +455,7 @@ def stage_section(rows: list[dict], stage: str) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for row in sorted(reference + runs, key=lambda r: (r["task"], r["seed"], r["group"] != "protocol", r["model"])):
-        curve = ", ".join(f"{100 * v:.1f}" for v in heldout_curve(row)) or "–"
-        epochs = row["metrics"].get("epoch")
-        lines.append(f"| {row['task']} | {row['seed']} | {row['model']} | "
-                     f"{'–' if epochs is None else f'{float(epochs):g}'} | {curve} | {score(row):.1f} |")  # fmt: skip
+        lines.append(curve_row(row))
     return lines + [""]
 
 
@@ -691,11 +725,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--title", default="Results")
     parser.add_argument("--notes", type=Path, help="a hand-written discussion appended to the report")
+    parser.add_argument(
+        "--first_version",
+        type=Path,
+        help="the rows of the protocol's first version, superseded by a dated change (docs/protocol.md), reported apart",
+    )
     args = parser.parse_args(argv)
     global RESULTS_FILE
     rows = load(args.results_file) if args.results_file.is_file() else []
     args.out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python experiments/report.py", str(args.results_file)] + (
+        ["--first_version", str(args.first_version)] if args.first_version else []) + (
         ["--earlier", str(args.earlier)] if args.earlier else []))  # fmt: skip
     lines = [
         f"# {args.title}",
@@ -708,6 +748,9 @@ def main(argv: list[str] | None = None) -> None:
         lines += [f"Hardware: {'; '.join(sorted({r['hardware'] for r in rows}))}.", ""]
     RESULTS_FILE = args.results_file
     lines += protocol_section(rows, args.results_file)
+    if args.first_version:
+        RESULTS_FILE = args.first_version  # its runs' curves are kept next to its own results file
+        lines += first_version_section(load(args.first_version), args.first_version)
     if args.earlier:
         RESULTS_FILE = args.earlier  # the earlier runs' curves are kept next to their results file
         lines += earlier_section(load(args.earlier), args.earlier, args.out)

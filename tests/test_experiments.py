@@ -483,6 +483,33 @@ def test_protocol_report_says_when_the_grid_has_not_run(tmp_path):
     assert "goal met" not in text.lower() and "Verdict" not in text
 
 
+def test_the_protocols_first_version_is_reported_apart_with_its_stages_and_exports(tmp_path):
+    protocol, first = tmp_path / "protocol.jsonl", tmp_path / "protocol-v1.jsonl"
+    protocol.write_text(json.dumps({**_row("general", "transfer-inhibitor", 42, {}), "role": "general"}) + "\n")
+    rows = [_row("stsb", "teacher", 42, {"eval_pearson": 0.85, "eval_spearmanr": 0.85}, role="teacher"),
+            _row("stsb", "at-dot", 42, {"eval_pearson": 0.84, "eval_spearmanr": 0.84}),
+            _row("stsb", "at-inhibitor", 42, {"eval_pearson": 0.55, "eval_spearmanr": 0.55}),
+            {**_row("stsb", "at-inhibitor-long", 42, {"eval_pearson": 0.82, "eval_spearmanr": 0.82}),
+             "group": "stage-long"}]  # fmt: skip
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    logs = tmp_path / "protocol-v1-logs"  # the curves kept next to the first version's own results file
+    logs.mkdir()
+    (logs / "stsb__at-inhibitor__seed42.jsonl").write_text(
+        "".join(json.dumps({"heldout_spearmanr": v}) + "\n" for v in (0.3, 0.5, 0.58))
+    )
+    (tmp_path / "protocol-v1-exports.txt").write_text(
+        "$ python experiments/evaluate_folder.py x --task stsb\nexit status 0\n"
+    )
+    report.main([str(protocol), "--first_version", str(first), "--out", str(tmp_path / "docs")])
+    text = (tmp_path / "docs/results.md").read_text()
+    head, tail = text.split("## The protocol's first version, superseded")
+    assert "No teacher or student of the protocol has finished yet (1 finished runs" in head and "Verdict" not in text
+    assert "| stsb | 42 | at-inhibitor | – | 30.0, 50.0, 58.0 | 55.0 |" in tail
+    assert "| -29.00 (no interval: n=1) |" in tail  # the first version's pair, no verdict
+    assert "Logged stage `long`" in tail and "| stsb | 42 | at-inhibitor-long |" in tail
+    assert "exit status 0" in tail and "exit status 0" not in head
+
+
 def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
     runs = reproduce.build_protocol_grid(["stsb", "rte", "sst2", "imdb"])
     ids = [reproduce.run_id_of(r) for r in runs]
@@ -523,6 +550,15 @@ def test_protocol_grid_is_the_identical_recipe_seeded_per_seed(tmp_path):
     assert community[1].endswith("finetune_trainer.py") and community[2] == str(
         tmp_path / "general/transfer-inhibitor-seed42"
     )
+    # the schedule (docs/protocol.md, Changes): teachers, transfers' students and ts-dot up to 8 epochs on the small
+    # tasks with early stopping on the held-out rows, 3 on SST-2 and IMDB; the ft-* rows Trainer's default 3
+    for r in runs:
+        epochs = r.args.get("num_train_epochs")
+        if r.role == "community" or r.task in ("sst2", "imdb") and r.role != "transfer":
+            assert epochs == 3, reproduce.run_id_of(r)
+        elif r.role in ("teacher", "student"):
+            assert epochs == 8 and r.args["early_stopping_patience"] == 2, reproduce.run_id_of(r)
+    assert reproduce.PROTOCOL_CUT == {"cola": 3, "mrpc": 3, "rte": 3, "stsb": 3, "imdb": 1}
     cut = reproduce.build_protocol_grid(["sst2"], pair_seeds={"sst2": 1})
     assert [r.seed for r in cut if r.name == "at-inhibitor"] == [42]
     # every stage of every model batches rows of similar length; IMDB runs after every other task's seeds
@@ -560,14 +596,16 @@ def test_still_improving_reads_the_held_out_curve_of_each_kind_of_run(tmp_path):
     assert "`at-dot` 1 of 1, `at-inhibitor` 0 of 1, `ft-minilm` 0 of 1." in line
 
 
-def test_a_logged_stage_reuses_the_protocols_inputs_and_is_reported_apart(tmp_path):
+def test_a_logged_stage_reuses_the_protocols_inputs_and_is_reported_apart(tmp_path, monkeypatch):
+    stage = {"tasks": ("stsb",), "seeds": (42,), "args": {"num_train_epochs": 12}}
+    monkeypatch.setitem(reproduce.PROTOCOL_STAGES, "long", stage)
     runs = reproduce.build_protocol_stage("long")
     grid = reproduce.build_protocol_grid(["stsb"]) + runs
     assert [reproduce.run_id_of(r) for r in runs] == ["stsb/at-dot-long/seed42", "stsb/at-inhibitor-long/seed42"]
     for run in runs:  # the protocol's student but for the stage's change, from the protocol's teacher and transfer
         protocol = next(r for r in grid if r.group == "protocol" and r.name == run.name.removesuffix("-long")
                         and r.seed == run.seed)  # fmt: skip
-        assert {k: v for k, v in run.args.items() if protocol.args.get(k) != v} == {"num_train_epochs": 8}
+        assert {k: v for k, v in run.args.items() if protocol.args.get(k) != v} == {"num_train_epochs": 12}
         assert reproduce.dependencies(run, grid) == reproduce.dependencies(protocol, grid)
     dot, inh = (reproduce.command_for(r, tmp_path, None, "/m") for r in runs)
     assert [(a, b) for a, b in zip(dot, inh) if a != b] == [
@@ -589,3 +627,37 @@ def test_a_logged_stage_reuses_the_protocols_inputs_and_is_reported_apart(tmp_pa
     assert "Logged stage `long` (its own results, not the protocol's answer; no verdict)" in text
     assert "| stsb | 42 | at-inhibitor-long | 4 | 30.0, 60.0, 70.0, 72.0 | 70.0 |" in text
     assert "| stsb | 42 | at-dot | 3 | 82.0, 84.0, 84.0 | 84.0 |" in text  # the protocol's runs beside it
+
+
+@pytest.mark.parametrize("accuracy, dropped", [(0.54, True), (0.70, False)])
+def test_a_task_whose_teacher_misses_the_margin_runs_its_pair_on_the_first_seed_only(
+    tmp_path, capsys, monkeypatch, accuracy, dropped
+):
+    teacher = tmp_path / "rte" / "teacher-seed42"  # finished, its model folder in place
+    teacher.mkdir(parents=True)
+    (teacher / "config.json").write_text("{}")
+    row = {**_row("rte", "teacher", 42, {"eval_accuracy": accuracy}, role="teacher"), "output_dir": str(teacher)}
+    results = tmp_path / "protocol.jsonl"
+    results.write_text(json.dumps(row) + "\n")
+    assert reproduce.weak_teacher_tasks({row["run_id"]: row}) == (
+        {"rte": f"teacher {100 * accuracy:.1f} vs majority class 52.7"} if dropped else {}
+    )
+    monkeypatch.setattr(reproduce, "minilm_folder", lambda: "/minilm")
+    argv = ["--protocol", "--tasks", "rte", "--dry_run", "--results_file", str(results), "--output_root", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", *argv])
+    reproduce.main()
+    out = capsys.readouterr().out
+    skipped = [line.split(":")[0].split("] ")[1] for line in out.splitlines() if ": not run, teacher" in line]
+    if dropped:  # the later seeds' transfers and students of the pair; the first seed, ts-dot and ft-* rows still run
+        assert sorted(skipped) == sorted(
+            f"rte/{name}/seed{seed}"
+            for seed in (43, 44)
+            for name in (*reproduce.PROTOCOL_PAIR, *reproduce.TRANSFERS.values())
+        )
+        assert "below the macro's margin, the pair runs on its first seed only" in out
+    else:
+        assert skipped == []
+    assert "rte/at-inhibitor/seed42: " in out and "rte/ft-general-inhibitor/seed44: " in out
+    # the report plans one seed for such a task: its verdict is not "interim" for want of seeds it will not run
+    planned = {**reproduce.PROTOCOL_PAIR_SEEDS, **reproduce.PROTOCOL_CUT, "rte": 1}
+    assert "rte" not in report.unfinished_pairs({"rte": [1.0]}, planned)
