@@ -28,8 +28,12 @@ from reproduce import (  # next to this file
     PROTOCOL_CUT,
     PROTOCOL_PAIR,
     PROTOCOL_PAIR_SEEDS,
+    PROTOCOL_TASKS,
     RECOMMENDED,
     TEACHER_MARGIN,
+    build_protocol_grid,
+    run_id_of,
+    skipped_for_weak_teacher,
     task_registry,
     teacher_margin,
     weak_teacher_tasks,
@@ -316,8 +320,8 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
             "student.",
             "",
         ]
-    tasks = tasks_of(scored)
     community = [r for r in rows if r["role"] == "community"]
+    tasks = tasks_of(scored + community)
     models = ["teacher", dot, inh, PROTOCOL_BASELINE, *PROTOCOL_COMMUNITY]
     subsets = sorted({f"{r['task']} ({r['metrics']['eval_samples']} of {get_task(r['task']).eval_size} rows)"
                       for r in scored + community if r["metrics"].get("eval_samples", get_task(r["task"]).eval_size)
@@ -341,10 +345,12 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
         "Welch-Satterthwaite degrees of freedom, over the tasks whose teacher beats the majority class by "
         f"{TEACHER_MARGIN:g} points and whose pair has at least two seeds (one seed has no interval: shown apart).",
         "",
-        "| task | seeds | teacher vs majority class | mean difference [95% interval] |",
-        "|---|---|---|---|",
     ]
     gaps = paired_gaps(scored, dot, inh)
+    if gaps:
+        lines += ["| task | seeds | teacher vs majority class | mean difference [95% interval] |", "|---|---|---|---|"]
+    else:
+        lines.append(f"No seed of any task has both `{dot}` and `{inh}` yet.")
     intervals = {t: t_interval(g) for t, g in gaps.items()}
     in_macro = {}
     for task in [t for t in tasks if t in gaps]:
@@ -356,6 +362,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     lines += ["", still_improving_line(scored + community, models)]
     weak = weak_teacher_tasks({r["run_id"]: r for r in scored})  # their pair runs on its first seed only
     missing = unfinished_pairs(gaps, {**PROTOCOL_PAIR_SEEDS, **PROTOCOL_CUT, **{t: 1 for t in weak}})
+    lines += ["", progress_line(rows, weak)]
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
         lines += ["", "No task has a paired difference that counts in the macro yet: no verdict.", ""]
@@ -431,6 +438,17 @@ def curve_row(row: dict) -> str:
     epochs = row["metrics"].get("epoch")
     return (f"| {row['task']} | {row['seed']} | {row['model']} | {'–' if epochs is None else f'{float(epochs):g}'} | "
             f"{curve} | {score(row):.1f} |")  # fmt: skip
+
+
+def progress_line(rows: list[dict], weak: dict[str, str]) -> str:
+    """How much of the grid that runs (the protocol's cut, less what the weak-teacher rule drops) has finished, and the
+    training time its finished runs recorded."""
+    planned = {run_id_of(r) for r in build_protocol_grid(list(PROTOCOL_TASKS), pair_seeds=PROTOCOL_CUT)
+               if not skipped_for_weak_teacher(r, weak)}  # fmt: skip
+    finished = [r for r in rows if r["run_id"] in planned]
+    hours = sum(run_time(r) for r in finished) / 3600
+    return (f"Grid progress: {len(finished)} of the {len(planned)} runs of the grid that runs have finished "
+            f"({hours:.1f} hours of training recorded, one thread per run).")  # fmt: skip
 
 
 def heldout_curve(row: dict) -> list[float]:

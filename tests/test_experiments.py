@@ -661,3 +661,17 @@ def test_a_task_whose_teacher_misses_the_margin_runs_its_pair_on_the_first_seed_
     # the report plans one seed for such a task: its verdict is not "interim" for want of seeds it will not run
     planned = {**reproduce.PROTOCOL_PAIR_SEEDS, **reproduce.PROTOCOL_CUT, "rte": 1}
     assert "rte" not in report.unfinished_pairs({"rte": [1.0]}, planned)
+
+
+def test_the_report_says_how_much_of_the_grid_has_run():
+    rows = [
+        {**_row("general", "transfer-inhibitor", 42, {"train_runtime": 3600.0}), "role": "general"},
+        _row("stsb", "teacher", 42, {"train_runtime": 1800.0}, role="teacher"),
+        _row("stsb", "at-dot-long", 42, {"train_runtime": 900.0}),
+    ]  # fmt: skip  (a stage's run: not in the grid)
+    full = report.progress_line(rows, {})
+    assert full.startswith("Grid progress: 2 of the 107 runs of the grid that runs have finished (1.5 hours")
+    # a weak RTE teacher drops two seeds' transfers and students of the pair: 8 runs fewer to go
+    assert report.progress_line(rows, {"rte": "teacher 55.0 vs majority class 52.7"}).startswith(
+        "Grid progress: 2 of the 99 runs"
+    )
