@@ -362,7 +362,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     lines += ["", still_improving_line(scored + community, models)]
     weak = weak_teacher_tasks({r["run_id"]: r for r in scored})  # their pair runs on its first seed only
     missing = unfinished_pairs(gaps, {**PROTOCOL_PAIR_SEEDS, **PROTOCOL_CUT, **{t: 1 for t in weak}})
-    lines += ["", progress_line(rows, weak)]
+    lines += ["", progress_line(rows, weak), "", *teacher_builds(results_file)]
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
         lines += ["", "No task has a paired difference that counts in the macro yet: no verdict.", ""]
@@ -393,6 +393,31 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     for stage in sorted({r["group"] for r in rows if r["group"].startswith("stage-")}):
         lines += stage_section(rows, stage)
     return lines + exports_block(results_file)
+
+
+def teacher_builds(results_file: Path) -> list[str]:
+    """Tasks whose teacher was built more than once (rebuilt after its folder was lost): each build's dev score and
+    hardware, and which seeds' students distilled from it (a student distils from the last build recorded before it;
+    `reproduce.py: one_teacher_build` keeps a task and seed on one build)."""
+    raw = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
+    last = {row["run_id"]: index for index, row in enumerate(raw)}  # the row that counts
+    lines = []
+    for task in tasks_of(raw):
+        builds = [i for i, row in enumerate(raw) if row["task"] == task and row["role"] == "teacher"]
+        if len(builds) < 2:
+            continue
+        seeds = defaultdict(set)
+        for index, row in enumerate(raw):
+            if row["task"] == task and row["role"] == "student" and last[row["run_id"]] == index:
+                seeds[sum(b < index for b in builds)].add(row["seed"])
+        parts = [f"build {n} ({'counts' if n == len(builds) else 'superseded'}): dev {score(raw[b]):.1f}, "
+                 f"{raw[b]['hardware'].split(' (')[0]}, students of seeds "
+                 f"{', '.join(map(str, sorted(seeds[n]))) or 'none'}" for n, b in enumerate(builds, 1)]  # fmt: skip
+        lines.append(f"- {task}: teacher built {len(builds)} times; {'; '.join(parts)}.")
+    if not lines:
+        return []
+    return ["**Teacher builds** (a teacher is rebuilt when its folder was lost; a task and seed distil from one "
+            "build, docs/protocol.md):", "", *lines, ""]  # fmt: skip
 
 
 def exports_block(results_file: Path) -> list[str]:

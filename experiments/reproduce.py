@@ -508,6 +508,27 @@ def missing_inputs(pending: list[Run], grid: list[Run], done: dict[str, dict], r
     return rebuild
 
 
+def one_teacher_build(pending: list[Run], grid: list[Run], done: dict[str, dict], rebuilt: list[Run]) -> list[Run]:
+    """Finished runs to do again so that the runs of a task and seed distil from one build of the task's teacher. A
+    teacher rebuilt after its folder was lost is another build (on other hardware its weights differ): the finished
+    runs that depend on it (transfers, students) of every task and seed that still has runs to do run again, so a
+    pair is never split across two teachers. A task and seed with nothing left to do keeps the build it ran with."""
+    teachers = {run_id_of(r) for r in rebuilt if r.role == "teacher"}
+    by_id = {run_id_of(r): r for r in grid}
+
+    def rebuilt_teachers_of(run: Run) -> set[str]:
+        seen, queue = set(), [run]
+        while queue:
+            for dep in dependencies(queue.pop(), grid):
+                if dep not in seen:
+                    seen.add(dep)
+                    queue.append(by_id[dep])
+        return seen & teachers
+
+    units = {(r.task, r.seed) for r in pending if rebuilt_teachers_of(r)}
+    return [r for r in grid if run_id_of(r) in done and (r.task, r.seed) in units and rebuilt_teachers_of(r)]
+
+
 def dependencies(run: Run, runs: list[Run]) -> list[str]:
     """Run ids that must finish first: the teacher a student distils from, the task-agnostic student it starts from."""
     ids = {run_id_of(r) for r in runs}
@@ -843,8 +864,6 @@ def main() -> None:
         done[row["run_id"]] = row
         sync_logs(results_file, {row["run_id"]: row})
 
-    if not args.dry_run:
-        sync_logs(results_file, done)
     pending = []
     for index, run in enumerate(runs, 1):
         missing = args.rebuild_missing and not has_model(output_dir(root, run))
@@ -865,10 +884,25 @@ def main() -> None:
                   "the pair runs on its first seed only (docs/protocol.md)", flush=True)  # fmt: skip
 
     drop_for_weak_teachers()
-    for run in missing_inputs([r for _, r in pending], grid, done, root):
-        print(f"{run_id_of(run)}: in the results file, but its model folder is missing: run again", flush=True)
-        del done[run_id_of(run)]
-        pending.insert(0, (0, run))
+    rebuilt: list[Run] = []
+    while True:  # the lost inputs of what is to run; then, of a rebuilt teacher, what distilled from its earlier build
+        todo = [r for _, r in pending]
+        lost = [
+            (r, "in the results file, but its model folder is missing") for r in missing_inputs(todo, grid, done, root)
+        ]
+        lost += [(r, "distilled from an earlier build of its teacher (docs/protocol.md, one teacher build per task "
+                  "and seed)") for r in one_teacher_build(todo, grid, done, rebuilt) if run_id_of(r) in done]  # fmt: skip
+        if not lost:
+            break
+        for run, why in lost:
+            if run_id_of(run) not in done:
+                continue
+            print(f"{run_id_of(run)}: {why}: run again", flush=True)
+            del done[run_id_of(run)]
+            pending.insert(0, (0, run))
+            rebuilt.append(run)
+    if not args.dry_run:  # after the rebuilds are known: a folder being rebuilt holds the new build's partial log
+        sync_logs(results_file, done)
     if args.scale == "cpu" and not args.protocol:  # the rebuilt inputs in their place in the order (else they lead)
         pending.sort(key=lambda item: run_priority(item[1]))
     running: dict[str, tuple] = {}  # run id -> (process, run, output folder, start time)

@@ -72,7 +72,7 @@ def test_export_best_rescores_each_exported_folder_and_the_report_shows_it(asset
         "--num_train_epochs", "1", "--heldout_min_rows", "8", "--max_seq_length", "32",
     ])  # fmt: skip
     row = {"run_id": "sst2/at-inhibitor/seed42", "task": "sst2", "model": "at-inhibitor", "role": "student",
-           "attention": "inhibitor", "seed": 42, "group": "protocol", "output_dir": str(run_folder), "hardware": "cpu",
+           "attention": "inhibitor", "seed": 42, "group": "protocol", "output_dir": str(run_folder), "hardware": "cpu", "wall_time_s": 1.0,
            "metrics": json.loads((run_folder / "all_results.json").read_text())}  # fmt: skip
     results = tmp_path / "protocol.jsonl"
     results.write_text(json.dumps(row) + "\n")

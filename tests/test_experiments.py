@@ -297,6 +297,42 @@ def test_missing_model_folders_of_finished_inputs_are_rebuilt_first(tmp_path):
     assert reproduce.missing_inputs([], runs, done, tmp_path) == []  # nothing pending: nothing rebuilt
 
 
+def test_a_rebuilt_teacher_reruns_what_distilled_from_its_earlier_build_where_the_seed_has_runs_to_do(tmp_path):
+    """A pair never distils from two builds of its teacher: seed 43 (its pair unfinished) runs again; seed 42 (all
+    done) keeps its build; rows that do not depend on the teacher (ft-*, the general transfer) stay."""
+    grid = reproduce.build_protocol_grid(["stsb"], pair_seeds={"stsb": 2})
+    by_id = {reproduce.run_id_of(r): r for r in grid}
+    pending = [by_id["stsb/at-inhibitor/seed43"]]
+    done = {i: {} for i in by_id if i not in {"stsb/at-inhibitor/seed43"}}
+    rebuilt = reproduce.missing_inputs(pending, grid, done, tmp_path)  # no folder is there: all inputs again
+    assert {reproduce.run_id_of(r) for r in rebuilt} == {
+        "stsb/teacher/seed42", "stsb/transfer-inhibitor/seed43", "general/transfer-inhibitor/seed43"}  # fmt: skip
+    again = {reproduce.run_id_of(r) for r in reproduce.one_teacher_build(pending, grid, done, rebuilt)}
+    assert again == {"stsb/transfer-dot/seed43", "stsb/at-dot/seed43", "stsb/transfer-inhibitor/seed43"}
+    assert reproduce.one_teacher_build(pending, grid, done, rebuilt[1:]) == []  # the teacher not rebuilt: nothing
+
+
+def test_the_driver_reruns_a_split_pair_after_a_fresh_checkout(tmp_path, capsys, monkeypatch):
+    grid = reproduce.build_protocol_grid(["stsb"], pair_seeds={"stsb": 1})
+    finished = [r for r in grid if r.name not in ("at-inhibitor", "ts-dot")]
+    results = tmp_path / "protocol.jsonl"
+    results.write_text(
+        "".join(
+            json.dumps(_row(r.task, r.name, r.seed, {"eval_pearson": 0.8, "eval_spearmanr": 0.8}, role=r.role)) + "\n"
+            for r in finished
+        )
+    )
+    monkeypatch.setattr(reproduce, "minilm_folder", lambda: "/minilm")
+    argv = ["--protocol", "--tasks", "stsb", "--protocol_seeds", "stsb=1", "--dry_run", "--results_file",
+            str(results), "--output_root", str(tmp_path)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", *argv])
+    reproduce.main()
+    out = capsys.readouterr().out
+    assert "stsb/teacher/seed42: in the results file, but its model folder is missing: run again" in out
+    assert "stsb/at-dot/seed42: distilled from an earlier build of its teacher" in out
+    assert "stsb/ft-minilm/seed42: done, skipped" in out
+
+
 def test_variants_of_the_transferred_student_and_their_report(tmp_path):
     runs = reproduce.build_grid(["stsb"], [42, 43], diagnose=True, scale="cpu")
     by_id = {reproduce.run_id_of(r): r for r in runs}
@@ -472,6 +508,23 @@ def test_protocol_report_applies_the_rule_and_leaves_weak_teachers_out_of_the_ma
     assert "Macro over mrpc: -0.33 [-1.05, +0.38]" in text
     assert "**Interim: the grid is unfinished** (pair seeds still to run: mrpc 3 of 5)" in text
     assert "Verdict (the protocol's rule)" not in text
+
+
+def test_the_report_lists_a_rebuilt_teachers_builds_and_the_seeds_of_each(tmp_path):
+    def teacher(pearson, hardware):
+        return {**_row("stsb", "teacher", 42, {"eval_pearson": pearson, "eval_spearmanr": pearson}, role="teacher"),
+                "hardware": f"{hardware} (avx2; 2 cores), torch"}  # fmt: skip
+
+    student = _row("stsb", "at-dot", 42, {"eval_pearson": 0.8, "eval_spearmanr": 0.8})
+    rows = [teacher(0.86, "AMD EPYC"), student, _row("stsb", "at-dot", 43, {}), teacher(0.87, "Intel Xeon"), student]
+    results = tmp_path / "protocol.jsonl"
+    results.write_text("\n".join(json.dumps(r) for r in rows))
+    assert report.teacher_builds(results)[2] == (
+        "- stsb: teacher built 2 times; build 1 (superseded): dev 86.0, AMD EPYC, students of seeds 43; "
+        "build 2 (counts): dev 87.0, Intel Xeon, students of seeds 42."
+    )
+    results.write_text("\n".join(json.dumps(r) for r in rows[:3]))
+    assert report.teacher_builds(results) == []  # built once: nothing to say
 
 
 def test_protocol_report_says_when_the_grid_has_not_run(tmp_path):
