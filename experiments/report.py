@@ -348,7 +348,10 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     ]
     gaps = paired_gaps(scored, dot, inh)
     if gaps:
-        lines += ["| task | seeds | teacher vs majority class | mean difference [95% interval] |", "|---|---|---|---|"]
+        lines += [
+            "| task | seeds | teacher vs majority class (STS-B: a constant prediction) | mean difference [95% interval] |",
+            "|---|---|---|---|",
+        ]
     else:
         lines.append(f"No seed of any task has both `{dot}` and `{inh}` yet.")
     intervals = {t: t_interval(g) for t, g in gaps.items()}
@@ -362,7 +365,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
     lines += ["", still_improving_line(scored + community, models)]
     weak = weak_teacher_tasks({r["run_id"]: r for r in scored})  # their pair runs on its first seed only
     missing = unfinished_pairs(gaps, {**PROTOCOL_PAIR_SEEDS, **PROTOCOL_CUT, **{t: 1 for t in weak}})
-    lines += ["", progress_line(rows, weak), "", *teacher_builds(results_file)]
+    lines += ["", progress_line(rows, weak)]
     counted = {t: gaps[t] for t in gaps if in_macro.get(t)}
     if not counted:
         lines += ["", "No task has a paired difference that counts in the macro yet: no verdict.", ""]
@@ -382,6 +385,7 @@ def protocol_section(rows: list[dict], results_file: Path) -> list[str]:
                 f"student: {word}** ({reason})."
             )
         lines.append("")
+    lines += teacher_builds(results_file)
     ft_dot, ft_inh = PROTOCOL_COMMUNITY
     lines += gap_section(
         community,
