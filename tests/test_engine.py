@@ -127,7 +127,23 @@ def test_fixed_seed_runs_give_the_metrics_of_before_the_redesign(assets, tmp_pat
         }
     finally:
         torch.set_num_threads(threads)
-    assert {name: printed(results, folders[name]) for name, results in runs.items()} == PINNED
+    assert_matches_pinned({name: printed(results, folders[name]) for name, results in runs.items()}, PINNED)
+
+
+def assert_matches_pinned(got: dict, pinned: dict) -> None:
+    """Equal, the printed floats to a relative 1e-3: their last digits differ between CPUs (the pins came from an AMD
+    EPYC; an Intel Xeon with AVX-512/AMX kernels gives an STS-B Pearson of 0.170412 for 0.170402), while a change of
+    behaviour (a loss, a schedule, an evaluation step) moves them far more."""
+    assert got.keys() == pinned.keys()
+    for name, expected in pinned.items():
+        assert got[name].keys() == expected.keys(), name
+        for key, value in expected.items():
+            if key == "train_losses":
+                assert [float(x) for x in got[name][key]] == pytest.approx([float(x) for x in value], rel=1e-3), name
+            elif isinstance(value, str) and key != "task_name":
+                assert float(got[name][key]) == pytest.approx(float(value), rel=1e-3, abs=1e-5), (name, key)
+            else:
+                assert got[name][key] == value, (name, key)
 
 
 def flipped_dev(assets, tmp_path, name, relabel):
