@@ -32,9 +32,12 @@ from reproduce import (  # next to this file
     RECOMMENDED,
     TEACHER_MARGIN,
     build_protocol_grid,
+    log_copy,
+    read_rows,
     run_id_of,
     skipped_for_weak_teacher,
     task_registry,
+    task_score,
     teacher_margin,
     weak_teacher_tasks,
 )
@@ -91,10 +94,7 @@ GOAL_MACRO_GAP, GOAL_TASK_GAP = 1.0, 3.0  # the protocol's verdict rule (docs/pr
 CONFIDENCE = 0.95
 
 
-def score(row: dict) -> float:
-    """A run's task score on the main evaluation split, x100: GLUE's, the mean of the task's metrics (MRPC: accuracy
-    and F1; STS-B: Pearson and Spearman; CoLA: Matthews correlation; else accuracy)."""
-    return 100 * statistics.mean(row["metrics"][key] for key in get_task(row["task"]).metric_keys)
+score = task_score  # GLUE's task score, x100 (reproduce.py)
 
 
 def selection_score(row: dict) -> float:
@@ -191,7 +191,7 @@ def mean_std(values: list[float], digits: int = 1) -> str:
 
 def load(path: Path) -> list[dict]:
     """The rows of the results file; of a run recorded twice (rebuilt after its folder was lost) the last one counts."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_rows(path)
     for row in rows:  # the recommended recipe was a diagnosis variant before it became the main comparison's
         if row["model"] == RECOMMENDED:
             row["group"] = "main"
@@ -403,7 +403,7 @@ def teacher_builds(results_file: Path) -> list[str]:
     """Tasks whose teacher was built more than once (rebuilt after its folder was lost): each build's dev score and
     hardware, and which seeds' students distilled from it (a student distils from the last build recorded before it;
     `reproduce.py: one_teacher_build` keeps a task and seed on one build)."""
-    raw = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
+    raw = read_rows(results_file)
     last = {row["run_id"]: index for index, row in enumerate(raw)}  # the row that counts
     lines = []
     for task in tasks_of(raw):
@@ -577,11 +577,9 @@ def read_log(row: dict) -> list[dict]:
     run folder's."""
     log = REPO / row["output_dir"] / "log_history.jsonl"  # recorded relative to the repository
     if RESULTS_FILE is not None:
-        kept = RESULTS_FILE.with_name(f"{RESULTS_FILE.stem}-logs") / (row["run_id"].replace("/", "__") + ".jsonl")
+        kept = log_copy(RESULTS_FILE, row["run_id"])
         log = kept if kept.is_file() else log
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return read_rows(log) if log.exists() else []
 
 
 def plot_curves(rows: list[dict], path: Path) -> bool:

@@ -332,8 +332,13 @@ def teacher_margin(row: dict) -> tuple[float, float] | None:
     spec = task_registry().get_task(row["task"])
     if not spec.majority:
         return None
-    score = 100 * statistics.mean(row["metrics"][key] for key in spec.metric_keys)
-    return score, statistics.mean(spec.majority[m] for m in spec.metrics)
+    return task_score(row), statistics.mean(spec.majority[m] for m in spec.metrics)
+
+
+def task_score(row: dict) -> float:
+    """A run's task score on the main evaluation split, x100: GLUE's, the mean of the task's metrics (MRPC: accuracy
+    and F1; STS-B: Pearson and Spearman; CoLA: Matthews correlation; else accuracy)."""
+    return 100 * statistics.mean(row["metrics"][key] for key in task_registry().get_task(row["task"]).metric_keys)
 
 
 def weak_teacher_tasks(done: dict[str, dict]) -> dict[str, str]:
@@ -625,11 +630,14 @@ def sync_logs(results_file: Path, rows: dict[str, dict]) -> None:
             shutil.copyfile(source, target)
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The lines of a JSON-lines file (a results file, a run's log, a step-cost file), in order."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def load_results(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {row["run_id"]: row for row in rows}
+    """The finished runs of a results file by run id; of a run recorded twice (rebuilt), the last row counts."""
+    return {row["run_id"]: row for row in read_rows(path)} if path.exists() else {}
 
 
 TRAIN_ROWS = {"cola": 8551, "mrpc": 3668, "rte": 2490, "stsb": 5749, "sst2": 67349, "imdb": 25000}
@@ -683,7 +691,7 @@ def seconds_per_row_from_step_cost(lines: list[dict]) -> dict[tuple, float]:
 
 def read_cost_file(path: Path) -> tuple[dict[tuple, float], dict[str, float], str]:
     """(seconds per row table, length factors, its source) from a step-cost file or an earlier grid's results."""
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = read_rows(path)
     if lines and "distill-dot_s" in lines[0]:  # the lines measured with the grid's batching; the last of each task
         grouped = bool(PROTOCOL_BATCHING.get("group_by_length"))
         lines = [line for line in lines if line.get("group_by_length", False) == grouped]
@@ -891,11 +899,11 @@ def main() -> None:
             (r, "in the results file, but its model folder is missing") for r in missing_inputs(todo, grid, done, root)
         ]
         lost += [(r, "distilled from an earlier build of its teacher (docs/protocol.md, one teacher build per task "
-                  "and seed)") for r in one_teacher_build(todo, grid, done, rebuilt) if run_id_of(r) in done]  # fmt: skip
+                  "and seed)") for r in one_teacher_build(todo, grid, done, rebuilt)]  # fmt: skip
         if not lost:
             break
         for run, why in lost:
-            if run_id_of(run) not in done:
+            if run_id_of(run) not in done:  # found by both
                 continue
             print(f"{run_id_of(run)}: {why}: run again", flush=True)
             del done[run_id_of(run)]
