@@ -31,6 +31,7 @@ import reproduce  # noqa: E402
 from report import load, score, selection_score  # noqa: E402
 
 from modeling_inhibidistilbert.hub import CODE_FILES, PACKAGE_DIR, publish  # noqa: E402
+from modeling_inhibidistilbert.tasks import get_task  # noqa: E402
 
 
 def has_model(row: dict) -> bool:
@@ -48,6 +49,11 @@ def best_students(rows: list[dict], available=lambda row: True) -> dict[str, dic
         if row["task"] not in best or selection_score(row) > selection_score(best[row["task"]]):
             best[row["task"]] = row
     return best
+
+
+def scores(run: dict) -> str:
+    """The score the choice was made on and the reported one, named: `selection 82.9, validation 80.7`."""
+    return f"selection {selection_score(run):.1f}, {get_task(run['task']).eval_splits['']} {score(run):.1f}"
 
 
 def partner(rows: list[dict], run: dict, model: str) -> dict | None:
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     for task, run in sorted(exportable.items()):
         if overall[task] is not run:  # a fresh checkout has the results file, not the weights
             print(
-                f"{task}: the best run, {overall[task]['run_id']} ({score(overall[task]):.1f}), has no model folder "
+                f"{task}: the best run, {overall[task]['run_id']} ({scores(overall[task])}), has no model folder "
                 f"here (rebuild it: experiments/reproduce.py ... --rebuild_missing); exporting the best one that has"
             )
         target = copy_folder(REPO / run["output_dir"], args.out / f"inhibidistilbert-minilm-{task}")
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                 path = args.out / f"{target.name}.{key}.json"  # next to the folder, not uploaded with it
                 path.write_text(json.dumps(partner_run["metrics"], indent=2))
                 extra[key] = str(path)
-        print(f"{task}: {run['run_id']} ({score(run):.1f}) -> {target}")
+        print(f"{task}: {run['run_id']} ({scores(run)}) -> {target}")
         write_card(target, f"{args.owner}/{target.name}", extra)
         if args.evaluate:
             evaluations.append(evaluate(target, task, run, args.data_dir))

@@ -226,7 +226,7 @@ def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tm
     encoder = tmp_path / "hub" / "inhibidistilbert-minilm-general"
     assert (encoder / "model.safetensors").is_file() and (encoder / "modeling_inhibidistilbert.py").is_file()
     assert "a general-purpose encoder" in (encoder / "README.md").read_text()
-    assert "sst2/ts-inhibitor/seed3 (95.0), has no model folder here" in capsys.readouterr().out
+    assert "sst2/ts-inhibitor/seed3 (selection 95.0, validation 95.0), has no model folder here" in capsys.readouterr().out
     out = tmp_path / "hub" / "inhibidistilbert-minilm-sst2"
     assert (out / "model.safetensors").is_file() and not (out / "checkpoints").exists()
     card = (out / "README.md").read_text()
