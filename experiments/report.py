@@ -106,6 +106,17 @@ def selection_score(row: dict) -> float:
     return score(row)
 
 
+def hardware_label(row: dict) -> str:
+    """The machine a row ran on; rows written before the CPU's model name was recorded say only `CPU (...)`."""
+    label = row["hardware"]
+    return "CPU, model not recorded" + label[len("CPU") :] if label.startswith("CPU (") else label
+
+
+def machines(rows: list[dict]) -> str:
+    """Every machine the rows ran on, one label each."""
+    return "; ".join(sorted({hardware_label(r) for r in rows})) or "n/a"
+
+
 def score_label(task: str) -> str:
     """The column label of a task score: `mrpc (acc./F1)`."""
     return f"{task} ({'/'.join(METRICS[m].short_name for m in get_task(task).metrics)})"
@@ -415,7 +426,7 @@ def teacher_builds(results_file: Path) -> list[str]:
             if row["task"] == task and row["role"] == "student" and last[row["run_id"]] == index:
                 seeds[sum(b < index for b in builds)].add(row["seed"])
         parts = [f"build {n} ({'counts' if n == len(builds) else 'superseded'}): dev {score(raw[b]):.1f}, "
-                 f"{raw[b]['hardware'].split(' (')[0]}, students of seeds "
+                 f"{hardware_label(raw[b]).split(' (')[0]}, students of seeds "
                  f"{', '.join(map(str, sorted(seeds[n]))) or 'none'}" for n, b in enumerate(builds, 1)]  # fmt: skip
         lines.append(f"- {task}: teacher built {len(builds)} times; {'; '.join(parts)}.")
     if not lines:
@@ -702,13 +713,12 @@ def earlier_section(rows: list[dict], results_file: Path, out: Path) -> list[str
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
     main_rows = [r for r in rows if r["group"] not in ("ablation", "diagnosis") and r["role"] in ("teacher", "student")]
     text, _ = table(main_rows, models)
-    hardware = sorted({r["hardware"] for r in rows})
     lines = [
         f"## Earlier small-scale experiment (`{results_file}`)",
         "",
         EARLIER_CAVEAT,
         "",
-        f"Hardware: {'; '.join(hardware) or 'n/a'}. {settings_line(rows)}",
+        f"Hardware: {machines(rows)}. {settings_line(rows)}",
         "",
         "### Scores (dev sets, GLUE's task score x100; mean ± std over seeds; IMDB: a 2,000-review test subset)",
         "",
@@ -790,7 +800,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     if rows:
-        lines += [f"Hardware: {'; '.join(sorted({r['hardware'] for r in rows}))}.", ""]
+        lines += [f"Hardware: {machines(rows)}.", ""]
     RESULTS_FILE = args.results_file
     lines += protocol_section(rows, args.results_file)
     if args.first_version:

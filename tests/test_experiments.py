@@ -226,7 +226,9 @@ def test_export_best_writes_a_checked_hub_folder_with_a_card_from_the_results(tm
     encoder = tmp_path / "hub" / "inhibidistilbert-minilm-general"
     assert (encoder / "model.safetensors").is_file() and (encoder / "modeling_inhibidistilbert.py").is_file()
     assert "a general-purpose encoder" in (encoder / "README.md").read_text()
-    assert "sst2/ts-inhibitor/seed3 (selection 95.0, validation 95.0), has no model folder here" in capsys.readouterr().out
+    assert (
+        "sst2/ts-inhibitor/seed3 (selection 95.0, validation 95.0), has no model folder here" in capsys.readouterr().out
+    )
     out = tmp_path / "hub" / "inhibidistilbert-minilm-sst2"
     assert (out / "model.safetensors").is_file() and not (out / "checkpoints").exists()
     card = (out / "README.md").read_text()
@@ -525,6 +527,13 @@ def test_the_report_lists_a_rebuilt_teachers_builds_and_the_seeds_of_each(tmp_pa
     )
     results.write_text("\n".join(json.dumps(r) for r in rows[:3]))
     assert report.teacher_builds(results) == []  # built once: nothing to say
+
+
+def test_rows_from_before_the_cpu_name_was_recorded_say_so():
+    rows = [{"hardware": "CPU (2 cores), torch 2.13.0+cpu, x86_64"}, {"hardware": "AMD EPYC (avx2; 2 cores), torch"}]
+    assert report.machines(rows) == (
+        "AMD EPYC (avx2; 2 cores), torch; CPU, model not recorded (2 cores), torch 2.13.0+cpu, x86_64"
+    )
 
 
 def test_protocol_report_says_when_the_grid_has_not_run(tmp_path):
